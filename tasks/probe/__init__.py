@@ -1,0 +1,1 @@
+"""Procedurally generated perception and reasoning probe items."""

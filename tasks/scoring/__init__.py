@@ -1,0 +1,1 @@
+"""Rule-based answer extraction and scoring (no API key)."""
