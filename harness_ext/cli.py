@@ -1,8 +1,24 @@
-"""The `merged-vlm` command line."""
+"""The `merged-vlm` command line: one Typer app, command groups registered from harness_ext.commands."""
+
+from __future__ import annotations
+
+import sys
+
 import typer
 
-app = typer.Typer()
+from harness_ext.commands import merge as merge_commands
+from harness_ext.console import errors
+from merge_models.errors import MergeError
+
+app = typer.Typer(help="Merge reasoning LLMs into VLMs and measure perception vs reasoning.",
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+merge_commands.register(app)
 
 
 def main() -> None:
-    app()
+    """Entry point: user errors print one line and exit with status 2."""
+    try:
+        app()
+    except MergeError as exc:
+        errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(exc.exit_code)

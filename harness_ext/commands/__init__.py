@@ -1,0 +1,1 @@
+"""Sub-commands of `merged-vlm`, one module per group."""

@@ -1,0 +1,270 @@
+"""Input checkpoints: locate (local dir or Hugging Face Hub), validate, index and read tensors lazily."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+from merge_models.adapters import Adapter, detect, supported_vlm_types
+from merge_models.errors import CheckpointError
+from merge_models.recipe import ModelRef
+
+SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
+SAFETENSORS_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
+WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py", "*.md", "*.tiktoken"]
+CONTENT_HASH_LIMIT = 256 * 1024**2
+
+
+@dataclass(frozen=True)
+class TensorMeta:
+    """Where one tensor lives: file, absolute byte range, dtype and shape."""
+
+    name: str
+    file: Path
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+    start: int
+    stop: int
+
+    @property
+    def nbytes(self) -> int:
+        return self.stop - self.start
+
+
+@dataclass
+class Checkpoint:
+    """A resolved checkpoint directory with its tensor index and architecture adapter."""
+
+    field: str
+    path: Path
+    config: dict[str, Any]
+    adapter: Adapter
+    tensors: dict[str, TensorMeta]
+    identity: dict[str, Any]
+    pickle_files: tuple[Path, ...] = ()
+    _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def text_config(self) -> dict[str, Any]:
+        return self.adapter.text_config(self.config)
+
+    @cached_property
+    def canonical_map(self) -> dict[str, str]:
+        """canonical LLM name -> this checkpoint's tensor name, for its language tensors."""
+        out: dict[str, str] = {}
+        for name in self.tensors:
+            canonical = self.adapter.canonical(name)
+            if canonical is not None:
+                out[canonical] = name
+        return out
+
+    def read(self, name: str) -> torch.Tensor:
+        """Load one tensor (memory-mapped safetensors, or a pickle shard when allowed)."""
+        meta = self.tensors[name]
+        if self.pickle_files:
+            return self._pickle_shard(meta.file)[name]
+        handle = self._handles.get(meta.file)
+        if handle is None:
+            handle = self._handles[meta.file] = safe_open(str(meta.file), framework="pt")
+        return handle.get_tensor(name)
+
+    def _pickle_shard(self, file: Path) -> dict[str, torch.Tensor]:
+        shard = self._handles.get(file)
+        if shard is None:
+            shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+            self._handles = {file: shard}  # one pickle shard mapped at a time
+        return shard
+
+    def close(self) -> None:
+        self._handles.clear()
+
+
+def open_checkpoint(ref: ModelRef, field: str, allow_pickle: bool, require_vlm: bool = False) -> Checkpoint:
+    """Resolve, validate and index a checkpoint named by a recipe field."""
+    path, hub_identity = _locate(ref, field)
+    config = _read_config(path, field)
+    adapter = detect(config)
+    if adapter is None or (require_vlm and not adapter.is_vlm):
+        model_type = config.get("model_type", "?")
+        raise CheckpointError(
+            f"{field}.model", f"unknown architecture {model_type!r} in {path / 'config.json'}",
+            f"supported VLM families: {', '.join(supported_vlm_types())}; add an adapter in merge_models/adapters/",
+        )
+    safetensor_files = _weight_files(path, "model.safetensors.index.json", ".safetensors", field)
+    pickle_files: tuple[Path, ...] = ()
+    if safetensor_files:
+        tensors = _index_safetensors(safetensor_files, field)
+    else:
+        pickle_list = _weight_files(path, "pytorch_model.bin.index.json", ".bin", field)
+        if not pickle_list:
+            raise CheckpointError(f"{field}.model", f"no weight files (*.safetensors) in {path}",
+                                  "point it at a Hugging Face checkpoint directory")
+        if not allow_pickle:
+            raise CheckpointError(
+                f"{field}.model", f"{path} has only pickle (.bin) weights, which can run code when loaded",
+                "convert it to safetensors, or set `allow_pickle: true` in the recipe if you trust it",
+            )
+        pickle_files = tuple(pickle_list)
+        tensors = _index_pickle(pickle_files, field)
+    identity = hub_identity or _local_identity(path, safetensor_files or list(pickle_files))
+    return Checkpoint(field, path, config, adapter, tensors, identity, pickle_files)
+
+
+def _locate(ref: ModelRef, field: str) -> tuple[Path, dict[str, Any] | None]:
+    local = Path(ref.model).expanduser()
+    if local.is_dir():
+        return local.resolve(), None
+    if local.exists() or ref.model.startswith(("/", ".", "~")) or ref.model.count("/") != 1:
+        raise CheckpointError(f"{field}.model", f"{ref.model!r} is not a checkpoint directory",
+                              "give a local directory or a Hugging Face id such as Qwen/Qwen2-VL-7B-Instruct")
+    return _download(ref, field)
+
+
+def _download(ref: ModelRef, field: str) -> tuple[Path, dict[str, Any]]:
+    from huggingface_hub import snapshot_download
+
+    try:
+        snapshot = Path(snapshot_download(ref.model, revision=ref.revision, allow_patterns=HUB_PATTERNS))
+    except Exception as exc:  # offline, unknown repo, gated, no disk: all leave the same remedy
+        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        raise CheckpointError(
+            f"{field}.model", f"{ref.model!r} is not a local directory and could not be fetched from the "
+                              f"Hugging Face Hub ({reason})",
+            f"download it where a network exists (`hf download {ref.model}`) or give a local path",
+        ) from None
+    return snapshot, {"source": "hub", "repo": ref.model, "commit": snapshot.name}
+
+
+def _read_config(path: Path, field: str) -> dict[str, Any]:
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise CheckpointError(f"{field}.model", f"{path} has no config.json", "point it at a Hugging Face checkpoint")
+    try:
+        config = json.loads(config_file.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise CheckpointError(f"{field}.model", f"{config_file} is not valid JSON", "restore the file") from None
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{field}.model", f"{config_file} is not a JSON object", "restore the file")
+    return config
+
+
+def _weight_files(path: Path, index_name: str, suffix: str, field: str) -> list[Path]:
+    index_file = path / index_name
+    if index_file.is_file():
+        try:
+            weight_map = json.loads(index_file.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise CheckpointError(f"{field}.model", f"{index_file} is corrupt (no weight_map)", "restore it") from None
+        files = [path / name for name in sorted(set(weight_map.values()))]
+        for file in files:
+            if not file.is_file():
+                raise CheckpointError(f"{field}.model", f"shard {file.name} listed in {index_name} is missing",
+                                      "download the checkpoint again")
+        return files
+    return sorted(p for p in path.glob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
+
+
+def read_safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
+    """The JSON header of a safetensors file and the byte offset where its data begins."""
+    size = file.stat().st_size
+    with open(file, "rb") as handle:
+        prefix = handle.read(8)
+        if len(prefix) < 8:
+            raise ValueError("shorter than a safetensors header")
+        (length,) = struct.unpack("<Q", prefix)
+        if length > min(size - 8, 100 * 1024**2):
+            raise ValueError("header length exceeds the file")
+        header = json.loads(handle.read(length))
+    if not isinstance(header, dict):
+        raise ValueError("header is not a JSON object")
+    return header, 8 + length
+
+
+def _index_safetensors(files: list[Path], field: str) -> dict[str, TensorMeta]:
+    tensors: dict[str, TensorMeta] = {}
+    for file in files:
+        try:
+            header, data_start = read_safetensors_header(file)
+            size = file.stat().st_size
+            for name, info in header.items():
+                if name == "__metadata__":
+                    continue
+                begin, end = info["data_offsets"]
+                dtype = SAFETENSORS_DTYPES[info["dtype"]]
+                if data_start + end > size:
+                    raise ValueError(f"tensor {name} runs past the end of the file (truncated?)")
+                tensors[name] = TensorMeta(name, file, dtype, tuple(info["shape"]), data_start + begin, data_start + end)
+        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise CheckpointError(f"{field}.model", f"{file} is not a valid safetensors file ({exc})",
+                                  "download the checkpoint again") from None
+    return tensors
+
+
+def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
+    tensors: dict[str, TensorMeta] = {}
+    for file in files:
+        try:
+            shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+        except Exception as exc:
+            raise CheckpointError(f"{field}.model", f"{file} could not be read ({type(exc).__name__})",
+                                  "download the checkpoint again") from None
+        for name, tensor in shard.items():
+            tensors[name] = TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), 0,
+                                       tensor.numel() * tensor.element_size())
+    return tensors
+
+
+def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:
+    """A fingerprint of a local checkpoint for the recipe hash.
+
+    Small checkpoints (<= 256 MiB of weights) are hashed by content, so copies on other machines
+    hash alike. Larger ones use each file's size and mtime plus a hash of the index and of every
+    safetensors header, which is cheap and changes whenever the files are rewritten.
+    """
+    total = sum(f.stat().st_size for f in weight_files)
+    digest = hashlib.sha256()
+    config = path / "config.json"
+    digest.update(config.read_bytes())
+    if total <= CONTENT_HASH_LIMIT:
+        for file in weight_files:
+            digest.update(file.name.encode())
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 22), b""):
+                    digest.update(block)
+        return {"source": "local", "content_sha256": digest.hexdigest()}
+    stats = []
+    for index in WEIGHT_INDEXES:
+        if (path / index).is_file():
+            digest.update((path / index).read_bytes())
+    for file in weight_files:
+        stat = file.stat()
+        stats.append([file.name, stat.st_size, int(stat.st_mtime)])
+        if file.suffix == ".safetensors":
+            with open(file, "rb") as handle:
+                (length,) = struct.unpack("<Q", handle.read(8))
+                digest.update(handle.read(length))
+    return {"source": "local", "files": stats, "header_sha256": digest.hexdigest()}
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """'bfloat16' for torch.bfloat16."""
+    return str(dtype).removeprefix("torch.")
+
+
+def is_weight_file(name: str) -> bool:
+    """True for weight shards and their index files."""
+    return name.endswith(WEIGHT_SUFFIXES) or name in WEIGHT_INDEXES

@@ -1,0 +1,167 @@
+"""The merged Hugging Face checkpoint directory: shards, index, config, processor files, card, manifest."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from datetime import datetime, timezone
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
+from merge_models.executor import iterate_groups, merge_tensor, unchanged_tensor
+from merge_models.plan import MergePlan, TensorPlan, module_rows
+from merge_models.safetensors_writer import ShardWriter, tensor_bytes
+
+MANIFEST = "merge_manifest.json"
+RECIPE_FILE = "merge_recipe.yaml"
+INDEX = "model.safetensors.index.json"
+
+
+def versions() -> dict[str, str]:
+    """Versions of the packages that shape a merge's result."""
+    out = {}
+    for package in ("merged-vlm", "torch", "transformers", "safetensors", "mergekit"):
+        try:
+            out[package] = version(package)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def shard_layout(plan: MergePlan) -> dict[str, list[TensorPlan]]:
+    """Output file name -> its tensors, mirroring the VLM's own sharding."""
+    files: dict[str, list[TensorPlan]] = {}
+    for entry in plan.tensors:
+        files.setdefault(plan.vlm.tensors[entry.name].file.name, []).append(entry)
+    if len(files) == 1:
+        return {"model.safetensors": next(iter(files.values()))}
+    total = len(files)
+    return {f"model-{i:05d}-of-{total:05d}.safetensors": entries for i, entries in enumerate(files.values(), 1)}
+
+
+def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None:
+    """Write the complete merged checkpoint into `out_dir` (which must exist and be empty)."""
+    layout = shard_layout(plan)
+    metadata = {"merged_vlm_recipe_hash": plan.recipe_hash}
+    writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata)
+               for file, entries in layout.items()}
+    file_of = {e.name: file for file, entries in layout.items() for e in entries}
+    for entry in iterate_groups(plan.tensors, "writing merged checkpoint", quiet):
+        writer = writers[file_of[entry.name]]
+        source = plan.vlm.tensors[entry.name]
+        if entry.action == "merge":
+            writer.write(entry.name, tensor_bytes(merge_tensor(plan, entry)))
+        elif source.dtype == entry.out_dtype and not plan.vlm.pickle_files:
+            writer.copy_range(entry.name, source.file, source.start)
+        else:
+            writer.write(entry.name, tensor_bytes(unchanged_tensor(plan, entry)))
+    for writer in writers.values():
+        writer.close()
+    if len(layout) > 1:
+        total = sum(w.size - w.data_start for w in writers.values())
+        index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(file_of.items()))}
+        (out_dir / INDEX).write_text(json.dumps(index, indent=2))
+    _copy_support_files(plan, out_dir)
+    (out_dir / RECIPE_FILE).write_text(recipe_yaml(plan))
+    (out_dir / "README.md").write_text(model_card(plan))
+    manifest = {**plan.record(), "versions": versions(), "created": _now(), "files": file_digests(out_dir, layout)}
+    (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+def _copy_support_files(plan: MergePlan, out_dir: Path) -> None:
+    for item in sorted(plan.vlm.path.iterdir()):
+        if item.is_file() and not item.name.startswith(".") and not is_weight_file(item.name) \
+                and item.name not in ("README.md", MANIFEST, RECIPE_FILE):
+            shutil.copyfile(item, out_dir / item.name)
+    config_file = out_dir / "config.json"
+    config = json.loads(config_file.read_text())
+    _set_dtype(config, dtype_name(plan.out_dtype))
+    config_file.write_text(json.dumps(config, indent=2))
+
+
+def _set_dtype(config: dict[str, Any], name: str) -> None:
+    touched = False
+    for node in (config, config.get("text_config")):
+        if isinstance(node, dict):
+            for key in ("torch_dtype", "dtype"):
+                if key in node:
+                    node[key] = name
+                    touched = True
+    if not touched:
+        config["dtype"] = name
+
+
+def file_digests(out_dir: Path, layout: dict[str, list[TensorPlan]]) -> dict[str, dict[str, Any]]:
+    """Size and header hash of every shard: what cache verification checks on reuse."""
+    out = {}
+    for file in layout:
+        path = out_dir / file
+        header, _ = read_safetensors_header(path)
+        blob = json.dumps(header, sort_keys=True).encode()
+        out[file] = {"size": path.stat().st_size, "header_sha256": hashlib.sha256(blob).hexdigest()}
+    return out
+
+
+def verify_checkpoint(out_dir: Path, recipe_hash: str) -> str | None:
+    """None when `out_dir` holds a complete merge for `recipe_hash`, else what is wrong."""
+    manifest_file = out_dir / MANIFEST
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except (OSError, json.JSONDecodeError):
+        return "no readable manifest"
+    if manifest.get("recipe_hash") != recipe_hash:
+        return f"manifest is for recipe hash {manifest.get('recipe_hash')}"
+    for file, expected in manifest.get("files", {}).items():
+        path = out_dir / file
+        if not path.is_file() or path.stat().st_size != expected["size"]:
+            return f"{file} is missing or has the wrong size"
+        try:
+            header, _ = read_safetensors_header(path)
+        except (OSError, ValueError):
+            return f"{file} has an unreadable header"
+        if hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest() != expected["header_sha256"]:
+            return f"{file} header differs from the manifest"
+    if not (out_dir / "config.json").is_file():
+        return "config.json is missing"
+    return None
+
+
+def recipe_yaml(plan: MergePlan) -> str:
+    """The normalised recipe as YAML, loadable again as a recipe."""
+    header = f"# merged-vlm recipe, normalised; recipe_hash {plan.recipe_hash}\n"
+    return header + yaml.safe_dump(plan.recipe.normalized(), sort_keys=False)
+
+
+def model_card(plan: MergePlan) -> str:
+    """A Hugging Face model card stating the recipe, its hash, the inputs and the versions."""
+    recipe = plan.recipe
+    front = {
+        "base_model": [recipe.vlm.model] + [s.model for s in recipe.sources],
+        "library_name": "transformers",
+        "tags": ["merge", "merged-vlm", plan.method.name],
+    }
+    rows = "\n".join(f"| {r.module} | {r.action} | {r.tensors} | {r.params:,} |" for r in module_rows(plan))
+    inputs = "\n".join(f"| {c.field} | `{c.path.name}` | `{json.dumps(c.identity)}` |" for c in plan.checkpoints())
+    vers = ", ".join(f"{k} {v}" for k, v in versions().items())
+    title = recipe.name or f"{Path(recipe.vlm.model).name} + {', '.join(Path(s.model).name for s in recipe.sources)}"
+    return (
+        f"---\n{yaml.safe_dump(front, sort_keys=False)}---\n\n"
+        f"# {title}\n\n"
+        f"A vision-language model whose language backbone was merged with reasoning LLM(s) in parameter space "
+        f"by merged-vlm (training-free). The vision tower and projector are the VLM's, "
+        f"bit for bit.\n\n"
+        f"- recipe hash: `{plan.recipe_hash}`\n- method: `{plan.method.name}`: {plan.method.formula}\n"
+        f"- output dtype: {dtype_name(plan.out_dtype)}\n- made with: {vers}\n\n"
+        f"## Inputs\n\n| role | checkpoint | identity |\n|---|---|---|\n{inputs}\n\n"
+        f"## What was merged\n\n| module | action | tensors | parameters |\n|---|---|---|---|\n{rows}\n\n"
+        f"## Recipe\n\n```yaml\n{recipe_yaml(plan)}```\n"
+    )
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,294 @@
+"""The merge plan: what happens to every tensor of the VLM, checked before any work starts."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import torch
+
+from merge_models.adapters import layer_index
+from merge_models.checkpoint import Checkpoint, dtype_name, open_checkpoint
+from merge_models.errors import CheckpointError, RecipeError
+from merge_models.methods.native import TensorParams
+from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
+from merge_models.recipe import Recipe
+from merge_models.schedule import resolve
+
+ENGINE_FORMAT = 1
+VOCAB_TENSORS = ("embed_tokens", "lm_head")
+Action = Literal["merge", "keep", "exclude", "vision", "other"]
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class TensorPlan:
+    """One output tensor: its source in the VLM and what the merge does to it.
+
+    action: merge (combined by the method), keep (language tensor left as the VLM's by the
+    layer range, layer swap or module filter), exclude (left by `exclude`), vision (vision
+    tower or projector), other (anything else the VLM holds; copied).
+    """
+
+    name: str
+    action: Action
+    reason: str
+    canonical: str | None
+    layer: int | None
+    shape: tuple[int, ...]
+    out_dtype: torch.dtype
+    params: TensorParams | None = None
+    rows: int | None = None
+
+    @property
+    def numel(self) -> int:
+        count = 1
+        for size in self.shape:
+            count *= size
+        return count
+
+
+@dataclass
+class MergePlan:
+    """A recipe bound to its checkpoints: per-tensor actions, parameters and the recipe hash."""
+
+    recipe: Recipe
+    method: MethodInfo
+    vlm: Checkpoint
+    base: Checkpoint | None
+    sources: list[Checkpoint]
+    tensors: list[TensorPlan]
+    out_dtype: torch.dtype
+    recipe_hash: str
+    num_layers: int
+    unused_source_tensors: int
+
+    def record(self) -> dict[str, Any]:
+        """The normalised recipe, its hash and the identity of every input (for outputs and results)."""
+        inputs = {c.field: c.identity for c in self.checkpoints()}
+        return {"recipe_hash": self.recipe_hash, "recipe": self.recipe.normalized(), "inputs": inputs,
+                "engine_format": ENGINE_FORMAT}
+
+    def checkpoints(self) -> list[Checkpoint]:
+        return [self.vlm] + ([self.base] if self.base else []) + self.sources
+
+    def merged(self) -> list[TensorPlan]:
+        return [t for t in self.tensors if t.action == "merge"]
+
+    def close(self) -> None:
+        for checkpoint in self.checkpoints():
+            checkpoint.close()
+
+
+def build_plan(recipe: Recipe) -> MergePlan:
+    """Open every checkpoint, check compatibility and decide each tensor's fate."""
+    info = method_info(recipe.merge_method)
+    vlm = open_checkpoint(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
+    base = open_checkpoint(recipe.base, "base", recipe.allow_pickle) if info.needs_base and recipe.base else None
+    sources = [open_checkpoint(s, f"sources[{i}]", recipe.allow_pickle) for i, s in enumerate(recipe.sources)]
+    others = ([base] if base else []) + sources
+    _check_configs(vlm, others)
+    num_layers = int(vlm.text_config.get("num_hidden_layers") or _count_layers(vlm))
+    _check_layer_bounds(recipe, num_layers)
+    out_dtype = _output_dtype(recipe, vlm)
+    canonical_maps = {c.field: c.canonical_map for c in others}
+    ordered = sorted(vlm.tensors.values(), key=lambda m: (str(m.file), m.start))
+    tensors = [_plan_tensor(recipe, info, vlm, others, canonical_maps, meta.name, num_layers, out_dtype)
+               for meta in ordered]
+    used = {t.canonical for t in tensors if t.action == "merge"}
+    unused = sum(len(set(canonical_maps[s.field]) - used) for s in sources)
+    plan = MergePlan(recipe, info, vlm, base, sources, tensors, out_dtype, "", num_layers, unused)
+    plan.recipe_hash = recipe_hash(recipe, plan)
+    return plan
+
+
+def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:
+    """sha256 of the normalised recipe with every model replaced by its checkpoint's identity.
+
+    The recipe's `name` is cosmetic and left out; so are model paths, so the same inputs hash
+    alike wherever they lie. An unused base (linear) does not count.
+    """
+    doc = recipe.normalized()
+    doc.pop("name", None)
+    doc["vlm"]["model"] = plan.vlm.identity
+    doc["base"] = {**doc["base"], "model": plan.base.identity} if plan.base else None
+    for ref, checkpoint in zip(doc["sources"], plan.sources):
+        ref["model"] = checkpoint.identity
+    for ref in [doc["vlm"], doc["base"], *doc["sources"]]:
+        if ref:
+            ref.pop("revision", None)
+    doc["engine_format"] = ENGINE_FORMAT
+    blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _check_configs(vlm: Checkpoint, others: list[Checkpoint]) -> None:
+    reference = vlm.text_config
+    for other in others:
+        config = other.text_config
+        for key, label in (("hidden_size", "hidden size"), ("num_hidden_layers", "layer count")):
+            if key in reference and key in config and reference[key] != config[key]:
+                raise CheckpointError(
+                    f"{other.field}.model", f"{label} {config[key]} does not match the VLM's language model "
+                                            f"({reference[key]})",
+                    "merge only models tuned from the same base LLM",
+                )
+
+
+def _count_layers(vlm: Checkpoint) -> int:
+    layers = {layer_index(c) for c in vlm.canonical_map} - {None}
+    return max(layers) + 1 if layers else 0
+
+
+def _check_layer_bounds(recipe: Recipe, num_layers: int) -> None:
+    if recipe.layers and recipe.layers[1] >= num_layers:
+        raise RecipeError("layers", f"last layer {recipe.layers[1]} is past the VLM's {num_layers} layers",
+                          f"use indices 0..{num_layers - 1}")
+    if recipe.method == LAYER_SWAP and recipe.layer_swap.keep_through >= num_layers:
+        raise RecipeError("layer_swap.keep_through", f"{recipe.layer_swap.keep_through} keeps all "
+                                                     f"{num_layers} layers, so nothing would merge",
+                          f"use a value below {num_layers - 1}")
+
+
+def _output_dtype(recipe: Recipe, vlm: Checkpoint) -> torch.dtype:
+    if recipe.dtype:
+        return DTYPES[recipe.dtype]
+    for config in (vlm.config, vlm.text_config):
+        for key in ("torch_dtype", "dtype"):
+            if config.get(key) in DTYPES:
+                return DTYPES[config[key]]
+    language = [vlm.tensors[n].dtype for n in vlm.canonical_map.values()]
+    return language[0] if language else torch.float32
+
+
+def _plan_tensor(recipe: Recipe, info: MethodInfo, vlm: Checkpoint, others: list[Checkpoint],
+                 canonical_maps: dict[str, dict[str, str]], name: str, num_layers: int,
+                 out_dtype: torch.dtype) -> TensorPlan:
+    meta = vlm.tensors[name]
+    dtype = out_dtype if meta.dtype.is_floating_point else meta.dtype
+    canonical = vlm.adapter.canonical(name)
+    if canonical is None:
+        action: Action = "vision" if vlm.adapter.is_vision(name) else "other"
+        reason = "vision tower or projector" if action == "vision" else "not part of the language model"
+        return TensorPlan(name, action, reason, None, None, meta.shape, dtype)
+    layer = layer_index(canonical)
+    kept = _kept_reason(recipe, canonical, layer)
+    if kept is not None:
+        action, reason = kept
+        return TensorPlan(name, action, reason, canonical, layer, meta.shape, dtype)
+    rows = _check_shapes(recipe, canonical, meta.shape, others, canonical_maps)
+    params = _tensor_params(recipe, canonical, layer, num_layers)
+    return TensorPlan(name, "merge", info.name, canonical, layer, meta.shape, dtype, params, rows)
+
+
+def _kept_reason(recipe: Recipe, canonical: str, layer: int | None) -> tuple[Action, str] | None:
+    for pattern in recipe.exclude:
+        if pattern in canonical:
+            return "exclude", f"excluded ({pattern})"
+    if recipe.modules is not None and not any(m in canonical for m in recipe.modules):
+        return "keep", "not in modules"
+    if layer is not None and recipe.layers and not recipe.layers[0] <= layer <= recipe.layers[1]:
+        return "keep", f"outside layers {recipe.layers[0]}-{recipe.layers[1]}"
+    if layer is not None and recipe.method == LAYER_SWAP and layer <= recipe.layer_swap.keep_through:
+        return "keep", f"layer swap keeps layers 0-{recipe.layer_swap.keep_through}"
+    return None
+
+
+def _check_shapes(recipe: Recipe, canonical: str, shape: tuple[int, ...], others: list[Checkpoint],
+                  canonical_maps: dict[str, dict[str, str]]) -> int | None:
+    rows: int | None = None
+    for other in others:
+        other_name = canonical_maps[other.field].get(canonical)
+        if other_name is None:
+            raise CheckpointError(f"{other.field}.model", f"has no tensor {canonical}, which the VLM's language "
+                                                          "model has", "merge models of the same architecture")
+        other_shape = other.tensors[other_name].shape
+        if other_shape == shape:
+            continue
+        is_vocab = any(v in canonical for v in VOCAB_TENSORS) and other_shape[1:] == shape[1:]
+        if is_vocab and recipe.shared_vocab_rows:
+            rows = min(rows or shape[0], other_shape[0], shape[0])
+            continue
+        fix = ("keep `exclude: [embed_tokens, lm_head]` or set `shared_vocab_rows: true`" if is_vocab
+               else "merge only models tuned from the same base LLM")
+        raise CheckpointError(f"{other.field}.model", f"tensor {canonical} has shape {list(other_shape)} but the "
+                                                      f"VLM's is {list(shape)}", fix)
+    return rows
+
+
+def _tensor_params(recipe: Recipe, canonical: str, layer: int | None, num_layers: int) -> TensorParams:
+    def value(v: Any, default: float | None = None) -> float | None:
+        resolved = resolve(v, canonical, layer, num_layers)
+        return default if resolved is None else resolved
+
+    refs = [recipe.vlm, *recipe.sources]
+    weights = tuple(value(recipe.vlm_weight(), 1.0) if i == 0 else value(r.weight, 0.0) for i, r in enumerate(refs))
+    global_density = value(recipe.density, 1.0)
+    densities = tuple(value(r.density, global_density) for r in refs)
+    extra = {k: (v if isinstance(v, bool) else value(v)) for k, v in recipe.mergekit_parameters.items()}
+    return TensorParams(weights=weights, densities=densities, lam=value(recipe.lambda_, 1.0),
+                        normalize=recipe.effective_normalize(), rescale=recipe.rescale, gamma=recipe.gamma,
+                        seed=recipe.seed, name=canonical, extra=extra)
+
+
+# ---------------------------------------------------------------------------------------------
+# Summaries for `merged-vlm plan`
+
+
+@dataclass(frozen=True)
+class ModuleRow:
+    """Tensors of one module pattern (layer numbers folded into `*`) with one action."""
+
+    module: str
+    action: str
+    reason: str
+    tensors: int
+    params: int
+    out_bytes: int
+
+
+def module_rows(plan: MergePlan) -> list[ModuleRow]:
+    """Per module pattern and action: tensor count, parameters and output bytes."""
+    groups: dict[tuple[str, str, str], list[TensorPlan]] = defaultdict(list)
+    for t in plan.tensors:
+        pattern = re.sub(r"\.\d+\.", ".*.", t.canonical or t.name)
+        if t.action in ("vision", "other"):
+            pattern = ".".join(pattern.split(".")[:3]) + ".**"
+        groups[(pattern, t.action, t.reason)].append(t)
+    rows = []
+    for (pattern, action, reason), items in groups.items():
+        params = sum(t.numel for t in items)
+        nbytes = sum(t.numel * _itemsize(t.out_dtype) for t in items)
+        rows.append(ModuleRow(pattern, action, reason, len(items), params, nbytes))
+    order = {"merge": 0, "keep": 1, "exclude": 2, "vision": 3, "other": 4}
+    return sorted(rows, key=lambda r: (order[r.action], r.module))
+
+
+def plan_totals(plan: MergePlan) -> dict[str, Any]:
+    """Counts per action, bytes read and written, and an estimate of peak working memory."""
+    counts: dict[str, int] = defaultdict(int)
+    for t in plan.tensors:
+        counts[t.action] += 1
+    inputs = 1 + len(plan.sources)
+    largest = max((t.numel for t in plan.merged()), default=0)
+    # float32 copies alive at once: the inputs, the base, their deltas and the result.
+    working = largest * 4 * (2 * inputs + 2)
+    read_bytes = sum(c.tensors[n].nbytes for c in plan.checkpoints() for n in c.tensors)
+    return {
+        "tensors": dict(counts),
+        "merged_params": sum(t.numel for t in plan.merged()),
+        "output_bytes": sum(t.numel * _itemsize(t.out_dtype) for t in plan.tensors),
+        "input_bytes": read_bytes,
+        "peak_working_bytes": working,
+        "out_dtype": dtype_name(plan.out_dtype),
+        "layers": plan.num_layers,
+        "unused_source_tensors": plan.unused_source_tensors,
+    }
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()

@@ -1,0 +1,88 @@
+"""A safetensors file written tensor by tensor, with its layout fixed before the first byte.
+
+The `safetensors` library writes a file from a complete dict of tensors, which would hold a
+whole shard in memory. Knowing every name, dtype and shape from the merge plan, we write the
+header first and then each tensor's bytes at its offset, so memory stays at one tensor.
+The files are read back with the `safetensors` library itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+from pathlib import Path
+
+import torch
+
+from merge_models.checkpoint import SAFETENSORS_NAMES
+
+
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
+    """The raw little-endian bytes of a tensor, without a copy when it is contiguous."""
+    flat = tensor.detach().reshape(-1)
+    if not flat.is_contiguous():
+        flat = flat.contiguous()
+    return memoryview(flat.view(torch.uint8).numpy())
+
+
+class ShardWriter:
+    """Writes one safetensors file; `entries` fixes the order and sizes of its tensors."""
+
+    def __init__(self, path: Path, entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
+                 metadata: dict[str, str] | None = None) -> None:
+        header: dict[str, object] = {"__metadata__": {"format": "pt", **(metadata or {})}}
+        self.offsets: dict[str, tuple[int, int]] = {}
+        cursor = 0
+        for name, dtype, shape in entries:
+            count = 1
+            for size in shape:
+                count *= size
+            nbytes = count * torch.empty((), dtype=dtype).element_size()
+            header[name] = {"dtype": SAFETENSORS_NAMES[dtype], "shape": list(shape),
+                            "data_offsets": [cursor, cursor + nbytes]}
+            self.offsets[name] = (cursor, cursor + nbytes)
+            cursor += nbytes
+        blob = json.dumps(header, separators=(",", ":")).encode()
+        blob += b" " * (-len(blob) % 8)
+        self.data_start = 8 + len(blob)
+        self.size = self.data_start + cursor
+        self.path = path
+        self.pending = set(self.offsets)
+        self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.pwrite(self.fd, struct.pack("<Q", len(blob)) + blob, 0)
+        os.ftruncate(self.fd, self.size)
+
+    def write(self, name: str, data: memoryview) -> None:
+        """Write a tensor's bytes at its place in the file."""
+        start, stop = self.offsets[name]
+        if data.nbytes != stop - start:
+            raise ValueError(f"{name}: {data.nbytes} bytes, layout expects {stop - start}")
+        position = self.data_start + start
+        view = data.cast("B")
+        while view.nbytes:
+            written = os.pwrite(self.fd, view, position)
+            view, position = view[written:], position + written
+        self.pending.discard(name)
+
+    def copy_range(self, name: str, source: Path, source_start: int) -> None:
+        """Copy a tensor's bytes straight from another file (same dtype), in the kernel where possible."""
+        start, stop = self.offsets[name]
+        remaining, src_pos, dst_pos = stop - start, source_start, self.data_start + start
+        with open(source, "rb") as handle:
+            src_fd = handle.fileno()
+            while remaining:
+                try:
+                    moved = os.copy_file_range(src_fd, self.fd, remaining, src_pos, dst_pos)
+                except OSError:
+                    moved = os.pwrite(self.fd, os.pread(src_fd, min(remaining, 1 << 26), src_pos), dst_pos)
+                if moved == 0:
+                    raise OSError(f"{source} ended before tensor {name} was copied")
+                remaining, src_pos, dst_pos = remaining - moved, src_pos + moved, dst_pos + moved
+        self.pending.discard(name)
+
+    def close(self) -> None:
+        """Close the file; raises if any tensor of the layout was never written."""
+        os.close(self.fd)
+        if self.pending:
+            raise RuntimeError(f"{self.path.name}: tensors never written: {sorted(self.pending)[:3]}")
