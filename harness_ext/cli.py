@@ -22,3 +22,7 @@ def main() -> None:
     except MergeError as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
+
+
+if __name__ == "__main__":
+    main()

@@ -32,7 +32,7 @@ def from_mergekit(config: dict[str, Any], folder: Path) -> dict[str, Any]:
     models = _models(config)
     if len(models) < 2:
         raise RecipeError("models", "a VLM merge needs the VLM and at least one reasoning LLM", "list both")
-    vlm_index = next((i for i, m in enumerate(models) if _is_vlm(m["model"], folder)), 0)
+    vlm_index = next((i for i, m in enumerate(models) if _is_vlm(m, folder)), 0)
     method = str(config["merge_method"])
     recipe: dict[str, Any] = {
         "method": method if method in NATIVE_METHODS else f"mergekit.{method}",

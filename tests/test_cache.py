@@ -1,0 +1,100 @@
+"""The merge cache: hits skip the work, concurrent processes merge once, kills leave no entry."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from merge_models.cache import cached_checkpoint
+from merge_models.plan import build_plan
+from merge_models.recipe import parse_recipe
+from merge_models.tiny import TinySizes, build_family
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _recipe(family, **extra) -> dict:
+    return {"vlm": {"model": str(family.vlm), "weight": 0.9}, "sources": [{"model": str(family.reasoning),
+            "weight": 0.1}], "method": "linear", **extra}
+
+
+def test_second_merge_is_a_cache_hit(tiny_family, monkeypatch):
+    family = tiny_family("qwen2_vl")
+    plan = build_plan(parse_recipe(_recipe(family)))
+    path, hit = cached_checkpoint(plan)
+    assert not hit and (path / "model.safetensors").is_file()
+
+    import merge_models.cache as cache
+
+    def no_merging(*args, **kwargs):
+        raise AssertionError("a cache hit must not merge")
+
+    monkeypatch.setattr(cache, "write_checkpoint", no_merging)
+    again, hit = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    assert hit and again == path
+
+
+def test_changed_field_changes_hash_but_name_does_not(tiny_family):
+    family = tiny_family("qwen2_vl")
+    first = build_plan(parse_recipe(_recipe(family))).recipe_hash
+    assert build_plan(parse_recipe(_recipe(family, name="renamed"))).recipe_hash == first
+    assert build_plan(parse_recipe(_recipe(family, seed=1))).recipe_hash != first
+    assert build_plan(parse_recipe(_recipe(family) | {"vlm": {"model": str(family.vlm), "weight": 0.8},
+                                                       "sources": [{"model": str(family.reasoning),
+                                                                    "weight": 0.2}]})).recipe_hash != first
+
+
+def test_corrupted_entry_is_detected_and_rebuilt(tiny_family):
+    family = tiny_family("qwen2_vl")
+    path, _ = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    shard = path / "model.safetensors"
+    shard.write_bytes(shard.read_bytes()[:-16])
+    again, hit = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    assert not hit and again == path
+    assert shard.stat().st_size > 0
+
+
+def _merge_process(recipe: Path, env: dict, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "harness_ext.cli", "merge", str(recipe), "--quiet", *extra],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+
+
+def test_two_processes_merge_once(tiny_family, write_recipe, isolated_cache):
+    family = tiny_family("qwen2_vl")
+    recipe = write_recipe(_recipe(family))
+    env = dict(os.environ)
+    procs = [_merge_process(recipe, env) for _ in range(2)]
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs
+    assert sorted(line.split(":")[0] for line in outputs) == ["cache hit", "merged"], outputs
+    assert len([p for p in isolated_cache.iterdir() if p.is_dir()]) == 1
+
+
+def test_killed_merge_leaves_no_entry_and_next_run_succeeds(tmp_path, write_recipe, isolated_cache):
+    # Large enough (about 20M parameters, TIES) that the write lasts long enough to be killed mid-way.
+    family = build_family("qwen2_vl", tmp_path, sizes=TinySizes(hidden=512, layers=8, heads=8, intermediate=1024))
+    recipe = write_recipe({"vlm": {"model": str(family.vlm), "weight": 1.0}, "base": str(family.base),
+                           "sources": [{"model": str(family.reasoning), "weight": 0.5}], "method": "ties",
+                           "density": 0.3})
+    proc = _merge_process(recipe, dict(os.environ))
+    deadline = time.time() + 120
+    while not any((p / "model.safetensors").exists() for p in _children(isolated_cache) if p.name.startswith(".tmp-")):
+        assert time.time() < deadline and proc.poll() is None, proc.communicate()
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    entries = [p for p in _children(isolated_cache) if p.is_dir() and not p.name.startswith(".")]
+    assert entries == [], "a killed merge must not publish a cache entry"
+
+    done = _merge_process(recipe, dict(os.environ))
+    out, err = done.communicate(timeout=240)
+    assert done.returncode == 0 and out.startswith("merged"), err
+    assert not any(p.name.startswith(".tmp-") for p in _children(isolated_cache)), "stale temp dirs are cleaned"
+
+
+def _children(path: Path) -> list[Path]:
+    return list(path.iterdir()) if path.exists() else []
