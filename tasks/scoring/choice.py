@@ -1,0 +1,202 @@
+"""Find which option of a multiple-choice question a response chose.
+
+What the response states as its answer wins (``\\boxed{C}``, "the answer is (C)",
+"Answer: C", "Option C is correct"), and among several such statements the last
+one: models that correct themselves ("A is wrong ... so the answer is C") end
+with the choice they settled on. Only without such a statement do weaker cues
+count: a leading letter or option text, then the last option mentioned. The
+article "A", the pronoun "I" and letters inside words or naming geometry points
+are not read as choices.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from .numeric import parse_number
+from .text import answer_spans, clean_response, first_clause, safe_plain
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+DEFAULT_LETTER_COUNT = 5
+TAIL_CHARS = 3000
+MAX_SPANS = 64  # only the last stated answers matter; bounds work on pathological text
+
+_LEAD_NOISE = re.compile(r"^[\s:=>*\"'\-–—]+")
+_OPTION_WORD = re.compile(r"^(?:the\s+)?(?:option|choice|letter)\s*:?\s*", re.IGNORECASE)
+_LETTER_IS_CORRECT = re.compile(
+    r"(?:\b(?i:option|choice)\s*)?\(?\b([A-Z])\b\)?\s+(?:is|seems|appears)\s+(?:to\s+be\s+)?(?:the\s+)?"
+    r"(?i:correct|right|best|most\s+(?:appropriate|accurate|likely|suitable|reasonable))\b"
+)
+_LETTER_MENTION = re.compile(
+    r"\(([A-Z])\)"
+    r"|\b(?i:option|choice)\s*\(?([A-Z])\b\)?"
+    r"|(?m:^[ \t]*([A-Z])[.):](?=\s|$))"
+    r"|\s\(?([A-Z])\)?(?=[ \t]*(?:[.;!?]|(?m:$)))"
+)
+_PLAIN_NUMBER = re.compile(r"(?<![\w.])-?\d+(?:\.\d+)?(?:/\d+)?(?![\w/]|\.\d)")
+_GEOMETRY_WORD = re.compile(
+    r"(?:point|points|vertex|angle|side|line|segment|node|circle|and|to|from|of|at|between|plane)\s*$",
+    re.IGNORECASE,
+)
+
+
+def _norm(text: str) -> str:
+    return re.sub(r"\s+", " ", safe_plain(text)).strip().strip(".").strip().lower()
+
+
+def _option_at_start(text: str, options: Sequence[str], letters: str) -> str | None:
+    """Letter of the longest option whose text the (normalised) text starts with."""
+    low = _norm(text)
+    best, best_len = None, 0
+    for letter, option in zip(letters, options):
+        opt = _norm(option)
+        if opt and low.startswith(opt) and len(opt) > best_len:
+            rest = low[len(opt) :]
+            if not rest or not (rest[0].isalnum() or (opt[-1].isdigit() and rest[0] == ".")):
+                best, best_len = letter, len(opt)
+    return best
+
+
+def _option_values(options: Sequence[str], letters: str) -> list[tuple[str, float]]:
+    return [(letter, n.value) for letter, option in zip(letters, options) if (n := parse_number(option))]
+
+
+def _letter_for_value(text: str, values: list[tuple[str, float]]) -> str | None:
+    """The one numeric option whose value the text states, if exactly one matches."""
+    number = parse_number(text) if values else None
+    if number is None:
+        return None
+    hits = [letter for letter, value in values if abs(number.value - value) <= 1e-9 * max(1.0, abs(value))]
+    return hits[0] if len(hits) == 1 else None
+
+
+def _option_mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int, str]]:
+    """(end position, letter) of every whole-word occurrence of an option's text.
+
+    A match lying inside a longer option's match ("cat" inside "black cat") is dropped.
+    """
+    low = text.lower()
+    normed = {letter: _norm(option) for letter, option in zip(letters, options)}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for letter, opt in normed.items():
+        if opt and len(opt) <= 200:
+            pattern = rf"(?<![\w.]){re.escape(opt)}(?![\w]|\.\d)"
+            spans[letter] = [m.span() for m in re.finditer(pattern, low)]
+    found = []
+    for letter, own in spans.items():
+        longer = [
+            span
+            for other, other_spans in spans.items()
+            if other != letter
+            and normed[letter] in normed[other]
+            and len(normed[other]) > len(normed[letter])
+            for span in other_spans
+        ]
+        found += [(e, letter) for s, e in own if not any(ls <= s and e <= le for ls, le in longer)]
+    return found
+
+
+def _value_mentions(text: str, options: Sequence[str], letters: str) -> list[tuple[int, str]]:
+    """(end position, letter) of numbers in text equal in value to a numeric option ("4.0" for "4")."""
+    values = _option_values(options, letters)
+    if not values:
+        return []
+    found = []
+    for m in _PLAIN_NUMBER.finditer(text):
+        letter = _letter_for_value(m.group(0), values)
+        if letter:
+            found.append((m.end(), letter))
+    return found
+
+
+def _choice_in_segment(segment: str, options: Sequence[str], letters: str) -> str | None:
+    clause = safe_plain(segment.strip())
+    for line in clause.split("\n"):
+        if line.strip():
+            clause = line.strip()[:200]
+            break
+    clause = _OPTION_WORD.sub("", _LEAD_NOISE.sub("", clause))
+    if not clause or re.match(r"(?:not|neither|none)\b", clause, re.IGNORECASE):
+        return None
+    by_text = _option_at_start(clause, options, letters)
+    if by_text:
+        return by_text
+    m = re.match(r"(\()?([A-Za-z])\)?(?![A-Za-z0-9])", clause)
+    if m:
+        letter = m.group(2)
+        if letter.isupper():
+            return letter if letter in letters else None
+        if m.group(1) or re.fullmatch(r"[a-z]\)?\s*[.)\]:;,]?\s*", clause[:4]):
+            return letter.upper() if letter.upper() in letters else None
+    first = first_clause(clause)
+    by_value = _letter_for_value(first, _option_values(options, letters))
+    if by_value:
+        return by_value
+    mentioned = {letter for _, letter in _option_mentions(_norm(first), options, letters)}
+    return mentioned.pop() if len(mentioned) == 1 else None
+
+
+def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[str, str] | None:
+    s = _OPTION_WORD.sub("", text.strip())
+    m = re.match(r"\(([A-Z])\)|([A-Z])(?=[ \t]*(?:$|[\n.:),;]|[ \t]+[-–—][ \t]))", s)
+    if m:
+        letter = m.group(1) or m.group(2)
+        if letter in letters:
+            return letter, "leading_letter"
+    if options:
+        short = len(s) <= 40
+        letter = _option_at_start(s, options, letters)
+        if letter and (short or parse_number(options[letters.index(letter)]) is None):
+            return letter, "option_text"
+    return None
+
+
+def _letter_mentions(plain: str, letters: str) -> list[tuple[int, str]]:
+    found = []
+    for m in _LETTER_MENTION.finditer(plain):
+        letter = next(g for g in m.groups() if g)
+        if letter not in letters:
+            continue
+        if m.group(4) and _GEOMETRY_WORD.search(plain[max(0, m.start() - 12) : m.start() + 1]):
+            continue
+        found.append((m.end(), letter))
+    return found
+
+
+def extract_choice(response: str, choices: Sequence[str]) -> tuple[str | None, str]:
+    """Extract the chosen option letter ("A", "B", ...) and the rule that found it.
+
+    `choices` are the option texts in order (A first); with no choices the letters
+    A-E are accepted and option text cannot be matched. Returns (None, "none")
+    when the response states no choice.
+    """
+    text = clean_response(response)
+    if not text.strip():
+        return None, "none"
+    options = [str(c) for c in choices] if choices else []
+    letters = LETTERS[: len(options)] if options else LETTERS[:DEFAULT_LETTER_COUNT]
+    stated = [
+        (m.start(), "answer_is", m.group(1))
+        for m in _LETTER_IS_CORRECT.finditer(text)
+        if m.group(1) in letters
+    ]
+    for span in reversed(answer_spans(text)[-MAX_SPANS:]):
+        letter = _choice_in_segment(span.text, options, letters)
+        if letter:
+            stated.append((span.start, span.rule, letter))
+            break
+    if stated:
+        _, rule, letter = max(stated, key=lambda s: s[0])
+        return letter, rule
+    leading = _leading_choice(safe_plain(text), options, letters)
+    if leading:
+        return leading
+    plain = safe_plain(text[-TAIL_CHARS:])
+    weak = [(pos, "last_letter", letter) for pos, letter in _letter_mentions(plain, letters)]
+    weak += [(pos, "option_text", letter) for pos, letter in _option_mentions(plain, options, letters)]
+    weak += [(pos, "option_text", letter) for pos, letter in _value_mentions(plain, options, letters)]
+    if weak:
+        _, rule, letter = max(weak, key=lambda w: w[0])
+        return letter, rule
+    return None, "none"

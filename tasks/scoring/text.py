@@ -1,0 +1,98 @@
+"""Prepare a model response for extraction and find the places where it states an answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .latex import LatexError, braced_contents, to_plain
+
+SEGMENT_CHARS = 300
+
+_THINK_END = re.compile(r"</think\s*>", re.IGNORECASE)
+_ANSWER_TAG = re.compile(r"<answer>\s*([^<]{0,300}?)\s*</answer>", re.IGNORECASE)
+_JSON_SHORT = re.compile(
+    r"[\"']short[ _]answer[\"']\s*:\s*(?:\"([^\"\n]{0,200})\"|'([^'\n]{0,200})'|([^,}\n]{1,100}))",
+    re.IGNORECASE,
+)
+_VERB = r"(?:\s*(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-)(?![A-Za-z]))"
+_MARKER = re.compile(
+    rf"\b(?:final|correct|right|best)\s+(?:answer|option|choice)s?\b{_VERB}?"
+    rf"|\banswer{_VERB}"
+    r"|\bans\s*[:.]"
+    r"|\bthe\s+(?:option|choice)\s+(?:is|would\s+be|should\s+be)\b"
+    r"|\bI\s*(?:would|will|'ll|'d)?\s*(?:choose|select|pick|go\s+with)\b"
+    r"|\b(?:choose|select|pick|go\s+with)\s+(?=(?:option|choice)\b)",
+    re.IGNORECASE,
+)
+SENTENCE_END = re.compile(r"(?<!approx)(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)|[;!?](?=\s|$)|\n")
+_NEGATED = re.compile(r"\s*(?:not\b|n't\b|neither\b|none\s+of\b|unclear\b|unknown\b)", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Span:
+    """A place where the response states an answer: its position, kind and the text to read."""
+
+    start: int
+    rule: str  # "boxed" or "answer_is"
+    text: str
+
+
+def strip_reasoning(response: object) -> str:
+    """Response as text (None becomes ""); when a model closed a ``<think>`` block
+    and wrote something after it, only that part is kept."""
+    if response is None:
+        return ""
+    text = response if isinstance(response, str) else str(response)
+    parts = _THINK_END.split(text)
+    return parts[-1] if len(parts) > 1 and parts[-1].strip() else text
+
+
+def fold_fullwidth(text: str) -> str:
+    """Map full-width ASCII (ＡＢＣ１２３) and the ideographic space to plain ASCII."""
+    if not any("\uff01" <= ch <= "\uff5e" or ch == "\u3000" for ch in text):
+        return text
+    return "".join(
+        chr(ord(ch) - 0xFEE0) if "\uff01" <= ch <= "\uff5e" else " " if ch == "\u3000" else ch for ch in text
+    )
+
+
+def clean_response(response: object) -> str:
+    """Response text ready for extraction: reasoning dropped (see strip_reasoning),
+    full-width ASCII folded, markdown emphasis and heading marks removed."""
+    text = strip_reasoning(response)
+    text = fold_fullwidth(text.replace("\r\n", "\n").replace("\r", "\n"))
+    text = re.sub(r"\*\*|__|`", "", text)
+    return re.sub(r"(?m)^[ \t]*#{1,6}[ \t]*", "", text)
+
+
+def answer_spans(text: str) -> list[Span]:
+    """Every boxed answer, <answer> tag, JSON "short answer" and "the answer is ..." phrase, in order."""
+    spans = [Span(start, "boxed", content) for start, content in braced_contents(text, "boxed")]
+    spans += [Span(start, "boxed", content) for start, content in braced_contents(text, "fbox")]
+    spans += [Span(m.start(), "answer_is", m.group(1)) for m in _ANSWER_TAG.finditer(text)]
+    for m in _JSON_SHORT.finditer(text):
+        value = next(g for g in m.groups() if g is not None)
+        spans.append(Span(m.start(), "answer_is", value))
+    for m in _MARKER.finditer(text):
+        segment = text[m.end() : m.end() + SEGMENT_CHARS]
+        if not _NEGATED.match(segment):
+            spans.append(Span(m.start(), "answer_is", segment))
+    spans.sort(key=lambda s: s.start)
+    return spans
+
+
+def safe_plain(text: str) -> str:
+    """to_plain(text), or text unchanged when its LaTeX nests too deeply."""
+    try:
+        return to_plain(text)
+    except LatexError:
+        return text
+
+
+def first_clause(segment: str) -> str:
+    """The first sentence of the first non-empty line of a segment."""
+    for line in segment.split("\n"):
+        if line.strip():
+            return SENTENCE_END.split(line.strip(), maxsplit=1)[0].strip()
+    return ""
