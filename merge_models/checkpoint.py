@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -11,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 
 from merge_models.adapters import Adapter, detect, supported_vlm_types
 from merge_models.errors import CheckpointError
@@ -73,14 +73,36 @@ class Checkpoint:
         return out
 
     def read(self, name: str) -> torch.Tensor:
-        """Load one tensor (memory-mapped safetensors, or a pickle shard when allowed)."""
+        """Load one whole tensor into memory of its own."""
         meta = self.tensors[name]
         if self.pickle_files:
             return self._pickle_shard(meta.file)[name]
-        handle = self._handles.get(meta.file)
-        if handle is None:
-            handle = self._handles[meta.file] = safe_open(str(meta.file), framework="pt")
-        return handle.get_tensor(name)
+        buffer = torch.empty(meta.nbytes, dtype=torch.uint8)
+        return self.read_into(name, 0, buffer).view(meta.dtype).reshape(meta.shape)
+
+    def read_into(self, name: str, start: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Read elements [start, start + n) of a tensor's flat data into a uint8 `buffer` of n items' bytes.
+
+        Safetensors data is read with pread at the header's offsets rather than memory-mapped, so
+        the process holds only the buffers it asks for, not every page it has touched.
+        """
+        meta = self.tensors[name]
+        itemsize = _itemsize(meta.dtype)
+        if self.pickle_files:
+            flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // itemsize]
+            buffer.copy_(flat.contiguous().view(torch.uint8))
+            return buffer
+        fd = self._handles.get(meta.file)
+        if fd is None:
+            fd = self._handles[meta.file] = os.open(meta.file, os.O_RDONLY)
+        view, position = memoryview(buffer.numpy()), meta.start + start * itemsize
+        while view.nbytes:
+            count = os.preadv(fd, [view], position)
+            if count == 0:
+                raise CheckpointError(f"{self.field}.model", f"{meta.file} ended inside tensor {name}",
+                                      "download the checkpoint again")
+            view, position = view[count:], position + count
+        return buffer
 
     def _pickle_shard(self, file: Path) -> dict[str, torch.Tensor]:
         shard = self._handles.get(file)
@@ -90,6 +112,10 @@ class Checkpoint:
         return shard
 
     def close(self) -> None:
+        """Release open files and mapped pickle shards."""
+        for handle in self._handles.values():
+            if isinstance(handle, int):
+                os.close(handle)
         self._handles.clear()
 
 
@@ -258,6 +284,10 @@ def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:
                 (length,) = struct.unpack("<Q", handle.read(8))
                 digest.update(handle.read(length))
     return {"source": "local", "files": stats, "header_sha256": digest.hexdigest()}
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
 
 
 def dtype_name(dtype: torch.dtype) -> str:

@@ -1,4 +1,4 @@
-"""Runs a merge plan tensor by tensor: float32 arithmetic, streamed inputs, bounded memory."""
+"""Runs a merge plan: each merged tensor streams through its method chunk by chunk."""
 
 from __future__ import annotations
 
@@ -9,31 +9,34 @@ import torch
 from tqdm.auto import tqdm
 
 from merge_models.plan import MergePlan, TensorPlan
+from merge_models.streaming import CHUNK_ELEMENTS, ChunkBuffers, TensorStream
 
 
-def merge_tensor(plan: MergePlan, entry: TensorPlan) -> torch.Tensor:
-    """The merged value of one planned tensor, in the output dtype."""
-    assert entry.action == "merge" and entry.params is not None and entry.canonical is not None
-    vlm = plan.vlm.read(entry.name)
-    inputs = [vlm.float()] + [_read_canonical(s, entry.canonical) for s in plan.sources]
-    base = _read_canonical(plan.base, entry.canonical) if plan.base else None
-    if entry.rows is not None:
-        rows = entry.rows
-        merged_rows = plan.method.run([x[:rows] for x in inputs], base[:rows] if base is not None else None,
-                                      entry.params)
-        merged = torch.cat([merged_rows, inputs[0][rows:]])
-    else:
-        merged = plan.method.run(inputs, base, entry.params)
-    return merged.to(entry.out_dtype)
+def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first element, values in the output dtype) covering a merged tensor's flat data in order."""
+    assert entry.action == "merge" and entry.params is not None
+    method = plan.method.impl
+    stream = TensorStream(plan, entry, buffers, method.chunked)
+    state = method.prepare(stream, entry.params)
+    for index, start, inputs, base in stream.chunks():
+        merged = method.combine(inputs, base, entry.params, state, index)
+        yield start, merged.reshape(-1).to(entry.out_dtype)
+    for start in range(stream.numel, entry.numel, CHUNK_ELEMENTS):  # rows beyond the shared vocabulary
+        yield start, plan.vlm.read(entry.name).reshape(-1)[start:start + CHUNK_ELEMENTS].to(entry.out_dtype)
+
+
+def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None) -> torch.Tensor:
+    """The merged value of one planned tensor, whole, in the output dtype."""
+    out = torch.empty(entry.shape, dtype=entry.out_dtype)
+    flat = out.view(-1)
+    for start, values in merged_chunks(plan, entry, buffers or ChunkBuffers()):
+        flat[start:start + values.numel()] = values
+    return out
 
 
 def unchanged_tensor(plan: MergePlan, entry: TensorPlan) -> torch.Tensor:
     """A tensor the merge leaves as the VLM's, cast to the output dtype."""
     return plan.vlm.read(entry.name).to(entry.out_dtype)
-
-
-def _read_canonical(checkpoint, canonical: str) -> torch.Tensor:
-    return checkpoint.read(checkpoint.canonical_map[canonical]).float()
 
 
 def group_of(entry: TensorPlan) -> str:
@@ -53,18 +56,27 @@ def iterate_groups(entries: list[TensorPlan], description: str, quiet: bool) -> 
             bar.update(1)
 
 
-def merge_into(plan: MergePlan, assign: Callable[[TensorPlan, torch.Tensor], None], quiet: bool = True) -> int:
-    """Compute every merged tensor and hand it to `assign`; returns the number merged."""
+def merge_into(plan: MergePlan, target: Callable[[TensorPlan], torch.Tensor], quiet: bool = True) -> int:
+    """Write every merged tensor into the tensor `target(entry)` returns (e.g. a model parameter), in place.
+
+    No second copy of the model is made: chunks go straight into the target. Returns the count merged.
+    """
+    buffers = ChunkBuffers()
     count = 0
-    for entry in iterate_groups(plan.merged(), "merging", quiet):
-        assign(entry, merge_tensor(plan, entry))
-        count += 1
+    with torch.no_grad():
+        for entry in iterate_groups(plan.merged(), "merging", quiet):
+            flat = target(entry).view(-1)
+            for start, values in merged_chunks(plan, entry, buffers):
+                flat[start:start + values.numel()].copy_(values)
+            count += 1
     return count
 
 
 def merge_state_dict(plan: MergePlan, quiet: bool = True) -> dict[str, torch.Tensor]:
     """The whole merged checkpoint as an in-memory state dict keyed by the VLM's tensor names."""
+    buffers = ChunkBuffers()
     state: dict[str, torch.Tensor] = {}
     for entry in iterate_groups(plan.tensors, "merging", quiet):
-        state[entry.name] = merge_tensor(plan, entry) if entry.action == "merge" else unchanged_tensor(plan, entry)
+        state[entry.name] = (merge_tensor(plan, entry, buffers) if entry.action == "merge"
+                             else unchanged_tensor(plan, entry))
     return state

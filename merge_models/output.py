@@ -13,9 +13,10 @@ from typing import Any
 import yaml
 
 from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
-from merge_models.executor import iterate_groups, merge_tensor, unchanged_tensor
+from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
 from merge_models.safetensors_writer import ShardWriter, tensor_bytes
+from merge_models.streaming import ChunkBuffers
 
 MANIFEST = "merge_manifest.json"
 RECIPE_FILE = "merge_recipe.yaml"
@@ -51,11 +52,13 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None
     writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata)
                for file, entries in layout.items()}
     file_of = {e.name: file for file, entries in layout.items() for e in entries}
+    buffers = ChunkBuffers()
     for entry in iterate_groups(plan.tensors, "writing merged checkpoint", quiet):
         writer = writers[file_of[entry.name]]
         source = plan.vlm.tensors[entry.name]
         if entry.action == "merge":
-            writer.write(entry.name, tensor_bytes(merge_tensor(plan, entry)))
+            for start, values in merged_chunks(plan, entry, buffers):
+                writer.write(entry.name, tensor_bytes(values), start * values.element_size())
         elif source.dtype == entry.out_dtype and not plan.vlm.pickle_files:
             writer.copy_range(entry.name, source.file, source.start)
         else:

@@ -48,22 +48,22 @@ class ShardWriter:
         self.data_start = 8 + len(blob)
         self.size = self.data_start + cursor
         self.path = path
-        self.pending = set(self.offsets)
+        self.unwritten = dict((name, stop - start) for name, (start, stop) in self.offsets.items())
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         os.pwrite(self.fd, struct.pack("<Q", len(blob)) + blob, 0)
         os.ftruncate(self.fd, self.size)
 
-    def write(self, name: str, data: memoryview) -> None:
-        """Write a tensor's bytes at its place in the file."""
+    def write(self, name: str, data: memoryview, offset: int = 0) -> None:
+        """Write bytes of a tensor at `offset` within its place in the file (whole or in pieces)."""
         start, stop = self.offsets[name]
-        if data.nbytes != stop - start:
-            raise ValueError(f"{name}: {data.nbytes} bytes, layout expects {stop - start}")
-        position = self.data_start + start
+        if offset < 0 or offset + data.nbytes > stop - start:
+            raise ValueError(f"{name}: bytes {offset}..{offset + data.nbytes} lie outside its {stop - start}")
+        position = self.data_start + start + offset
         view = data.cast("B")
         while view.nbytes:
             written = os.pwrite(self.fd, view, position)
             view, position = view[written:], position + written
-        self.pending.discard(name)
+        self.unwritten[name] -= data.nbytes
 
     def copy_range(self, name: str, source: Path, source_start: int) -> None:
         """Copy a tensor's bytes straight from another file (same dtype), in the kernel where possible."""
@@ -79,10 +79,11 @@ class ShardWriter:
                 if moved == 0:
                     raise OSError(f"{source} ended before tensor {name} was copied")
                 remaining, src_pos, dst_pos = remaining - moved, src_pos + moved, dst_pos + moved
-        self.pending.discard(name)
+        self.unwritten[name] = 0
 
     def close(self) -> None:
         """Close the file; raises if any tensor of the layout was never written."""
         os.close(self.fd)
-        if self.pending:
-            raise RuntimeError(f"{self.path.name}: tensors never written: {sorted(self.pending)[:3]}")
+        missing = sorted(name for name, left in self.unwritten.items() if left)
+        if missing:
+            raise RuntimeError(f"{self.path.name}: tensors not fully written: {missing[:3]}")

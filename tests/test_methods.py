@@ -11,7 +11,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from merge_models.executor import merge_state_dict
-from merge_models.methods.sparsify import dare_drop, kth_smallest, magnitude_topk, rank_band_mask
+from merge_models.methods.native import TaskVectorMethod, TensorParams
+from merge_models.methods.sparsify import kth_smallest, rank_band_mask, topk_start
 from merge_models.plan import build_plan
 from merge_models.recipe import parse_recipe
 
@@ -82,15 +83,53 @@ def test_parity_with_mergekit(method, trio_plus_second_source):
     assert worst <= 1e-6, f"{method}: max abs difference {worst}"
 
 
+class InMemorySource:
+    """Chunks of in-memory tensors, as TensorStream yields them from checkpoints."""
+
+    def __init__(self, inputs: list[torch.Tensor], base: torch.Tensor, chunk: int) -> None:
+        self.inputs, self.base, self.chunk, self.numel = inputs, base, chunk, base.numel()
+
+    def chunks(self):
+        for index, start in enumerate(range(0, self.numel, self.chunk)):
+            stop = start + self.chunk
+            yield index, start, [x[start:stop].clone() for x in self.inputs], self.base[start:stop].clone()
+
+
+def run_method(method, inputs, base, params, chunk):
+    source = InMemorySource(inputs, base, chunk)
+    state = method.prepare(source, params)
+    return torch.cat([method.combine(x, b, params, state, i) for i, _, x, b in source.chunks()])
+
+
+def _params(n: int, **kw) -> TensorParams:
+    values = dict(weights=(1.0,) * n, densities=(1.0,) * n, lam=1.0, normalize=False, rescale="inverse_density",
+                  gamma=0.01, seed=11, name="t")
+    return TensorParams(**(values | kw))
+
+
 def test_dare_keep_rate_and_inverse_density_rescale():
+    base = torch.randn(400_000)
     delta = torch.randn(400_000)
-    dropped = dare_drop(delta, 0.3, seed=11, rescale="inverse_density")
+    dare = TaskVectorMethod("dare", False)
+    dropped = run_method(dare, [base + delta], base, _params(1, densities=(0.3,)), 1 << 16) - base
     kept = dropped != 0
     assert abs(kept.float().mean().item() - 0.3) < 0.005
-    torch.testing.assert_close(dropped[kept], delta[kept] / 0.3, rtol=0, atol=0)
-    l1 = dare_drop(delta, 0.3, seed=11, rescale="l1")
-    assert torch.equal(l1 != 0, kept), "the mask depends on the seed alone"
-    assert abs(float(l1.abs().sum()) - float(delta.abs().sum())) < 1e-2 * float(delta.abs().sum())
+    torch.testing.assert_close(dropped[kept], delta[kept] / 0.3, rtol=1e-5, atol=1e-6)
+    l1 = run_method(dare, [base + delta], base, _params(1, densities=(0.3,), rescale="l1"), 1 << 16) - base
+    assert torch.equal(l1 != 0, kept), "the mask depends on the seed alone, not on the rescale"
+    assert abs(float(l1.abs().sum()) - float(delta.abs().sum())) < 1e-3 * float(delta.abs().sum())
+
+
+@pytest.mark.parametrize("sparsify,elect", [("magnitude", True), ("band", False)])
+def test_chunking_does_not_change_the_result(sparsify, elect):
+    torch.manual_seed(0)
+    base = torch.zeros(50_000)
+    inputs = [torch.randint(-20, 21, (50_000,)).float() for _ in range(3)]  # heavy ties across chunks
+    params = _params(3, weights=(1.0, 0.6, 0.3), densities=(0.2, 0.5, 0.35), gamma=0.05, normalize=elect)
+    method = TaskVectorMethod(sparsify, elect)
+    whole = run_method(method, inputs, base, params, 50_000)
+    for chunk in (977, 4096, 25_000):
+        assert torch.equal(run_method(method, inputs, base, params, chunk), whole), chunk
 
 
 def test_dare_is_deterministic_across_threads_order_and_runs(tiny_family):
@@ -116,7 +155,9 @@ def test_exact_selection_on_large_tensors_with_ties():
     torch.manual_seed(0)
     values = torch.randint(0, 50, (3_000_000,)).float()  # many ties, above the exact-path size
     for rank in (1, 17, 1_500_000, 2_999_999, 3_000_000):
-        assert kth_smallest(values, rank) == torch.sort(values).values[rank - 1]
+        value, below = kth_smallest(values, rank)
+        assert value == torch.sort(values).values[rank - 1]
+        assert below == int((values < value).sum())
     mask = rank_band_mask(values, 1_000_000, 2_400_000)
     assert int(mask.sum()) == 1_400_000
     order = torch.sort(values, stable=True).indices  # ties by position, as rank_band_mask promises
@@ -125,9 +166,8 @@ def test_exact_selection_on_large_tensors_with_ties():
     assert torch.equal(mask, expected)
 
 
-def test_magnitude_topk_keeps_exactly_k_largest():
-    delta = torch.randn(10_001)
-    trimmed = magnitude_topk(delta, 0.2)
-    kept = trimmed != 0
+def test_ties_trimming_keeps_exactly_k_largest():
+    magnitude = torch.randn(10_001).abs()
+    kept = rank_band_mask(magnitude, topk_start(10_001, 0.2), 10_001)
     assert int(kept.sum()) == 2000
-    assert delta[kept].abs().min() >= delta[~kept].abs().max()
+    assert magnitude[kept].min() >= magnitude[~kept].max()

@@ -47,16 +47,27 @@ def mergekit_method_info(name: str):
         uses_density="density" in params,
         default_normalize=bool(normalize.default) if normalize is not None else False,
         formula=f"mergekit's {spec.pretty_name or name}",
-        run=_runner(name, spec.contract.base.value, params),
+        impl=MergekitMethod(name, spec.contract.base.value, params),
     )
 
 
-def _runner(name: str, base_policy: str, specs: dict):
-    from mergekit.merge_methods.api import merge_tensors
+class MergekitMethod:
+    """A mergekit method run on whole tensors (mergekit's methods may need the whole tensor)."""
 
-    per_input = {n for n, s in specs.items() if s.scope.value != "shared"}
+    chunked = False
 
-    def run(inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams) -> torch.Tensor:
+    def __init__(self, name: str, base_policy: str, specs: dict) -> None:
+        self.name, self.base_policy, self.specs = name, base_policy, specs
+
+    def prepare(self, source, p: TensorParams) -> None:
+        return None
+
+    def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
+                chunk: int) -> torch.Tensor:
+        from mergekit.merge_methods.api import merge_tensors
+
+        specs, base_policy = self.specs, self.base_policy
+        per_input = {n for n, s in specs.items() if s.scope.value != "shared"}
         ids = [f"input{i}" for i in range(len(inputs))]
         tensors = list(inputs)
         base_index = None
@@ -76,7 +87,5 @@ def _runner(name: str, base_policy: str, specs: dict):
         if "normalize" in specs:
             parameters["normalize"] = p.normalize
         parameters.update(p.extra)
-        return merge_tensors(tensors, name, parameters=parameters, ids=ids, base_index=base_index,
+        return merge_tensors(tensors, self.name, parameters=parameters, ids=ids, base_index=base_index,
                              name=p.name, dtype=torch.float32, out_dtype=torch.float32)
-
-    return run

@@ -3,13 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
-
-import torch
-
-from merge_models.methods.native import TaskVectorMethod, TensorParams, linear
-
-MergeFn = Callable[[list[torch.Tensor], "torch.Tensor | None", TensorParams], torch.Tensor]
+from merge_models.methods.native import Linear, Method, TaskVectorMethod
 
 MERGEKIT_PREFIX = "mergekit."
 
@@ -23,12 +17,12 @@ class MethodInfo:
     uses_density: bool
     default_normalize: bool
     formula: str
-    run: MergeFn
+    impl: Method
 
 
 _NATIVE = [
     MethodInfo("linear", False, False, True,
-               "vlm + lambda*(sum_i w_i*theta_i / sum_i w_i - vlm)", linear),
+               "vlm + lambda*(sum_i w_i*theta_i / sum_i w_i - vlm)", Linear()),
     MethodInfo("task_arithmetic", True, False, False,
                "base + lambda*sum_i w_i*tau_i", TaskVectorMethod(None, False)),
     MethodInfo("ties", True, True, True,

@@ -1,116 +1,118 @@
-"""Sparsification of task vectors: exact magnitude top-k, magnitude bands, and DARE drops.
+"""Sparsification of task vectors, applied chunk by chunk.
 
-All functions take and return float32 tensors and never modify their input.
+Magnitude methods need global thresholds: `rank_cut` finds, exactly, the value and the
+tie-breaking position that separate ranks below and above a given rank (ties are broken by
+flat index, so exactly the requested number of entries is kept). `RankCut.mask` then applies it
+to consecutive chunks. DARE masks come from a generator seeded per (seed, tensor, input, chunk).
 """
 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 
 _EXACT_BELOW = 1 << 20
 _SAMPLE = 1 << 16
 
 
-def kth_smallest(values: torch.Tensor, rank: int) -> torch.Tensor:
-    """The value of 1-based `rank` in ascending order of a flat tensor, computed exactly.
+def kth_smallest(values: torch.Tensor, rank: int) -> tuple[float, int]:
+    """The value at 1-based `rank` in ascending order of a flat tensor, and how many entries lie below it.
 
-    For large tensors a deterministic sample brackets the answer, one vectorised pass counts
-    what lies below the bracket, and the exact selection runs on the bracket alone.
+    Exact. For large tensors a deterministic sample brackets the answer; one pass counts what lies
+    below the bracket and gathers what lies inside it, and the selection runs on the bracket alone.
     """
     n = values.numel()
-    if n <= _EXACT_BELOW:
-        return torch.kthvalue(values, rank).values
-    generator = torch.Generator().manual_seed(n)
-    sample = values[torch.randint(n, (_SAMPLE,), generator=generator)]
-    sample, _ = torch.sort(sample)
-    position = rank / n * _SAMPLE
-    margin = 4 * (_SAMPLE**0.5) + 8
-    lo = sample[max(int(position - margin), 0)]
-    hi = sample[min(int(position + margin), _SAMPLE - 1)]
-    below = int((values < lo).sum())
-    inside = values[(values >= lo) & (values <= hi)]
-    if below < rank <= below + inside.numel():
-        return torch.kthvalue(inside, rank - below).values
-    return torch.kthvalue(values, rank).values
+    if n > _EXACT_BELOW:
+        generator = torch.Generator().manual_seed(n)
+        sample, _ = torch.sort(values[torch.randint(n, (_SAMPLE,), generator=generator)])
+        position = rank / n * _SAMPLE
+        margin = 4 * (_SAMPLE**0.5) + 8
+        lo = float(sample[max(int(position - margin), 0)])
+        hi = float(sample[min(int(position + margin), _SAMPLE - 1)])
+        array = values.numpy()
+        below = int(np.count_nonzero(array < lo))
+        inside = torch.from_numpy(array[np.flatnonzero((array >= lo) & (array <= hi))])
+        if below < rank <= below + inside.numel():
+            value = torch.kthvalue(inside, rank - below).values
+            return float(value), below + int(torch.count_nonzero(inside < value))
+    value = torch.kthvalue(values, rank).values
+    return float(value), int(torch.count_nonzero(values < value))
+
+
+@dataclass
+class RankCut:
+    """Selects the entries whose ascending (value, index) rank is >= `rank`, chunk by chunk.
+
+    Entries above `threshold` are selected; of those equal to it, the first `skip` (in index
+    order) are not. `mask` must see the chunks in order.
+    """
+
+    threshold: float
+    skip: int
+    everything: bool = False
+    _equal_seen: int = field(default=0, repr=False)
+
+    def mask(self, magnitude: torch.Tensor) -> torch.Tensor:
+        if self.everything:
+            return torch.ones_like(magnitude, dtype=torch.bool)
+        mask = magnitude > self.threshold
+        if self._equal_seen >= self.skip and self._equal_seen:
+            return mask.logical_or_(magnitude == self.threshold)  # past the tie boundary: all equal ones count
+        equal = magnitude == self.threshold
+        count = int(torch.count_nonzero(equal))
+        if count:
+            start = self.skip - self._equal_seen
+            if start <= 0:
+                mask.logical_or_(equal)
+            elif start < count:
+                mask[equal.nonzero().reshape(-1)[start:]] = True
+            self._equal_seen += count
+        return mask
+
+
+def rank_cut(magnitude: torch.Tensor, rank: int) -> RankCut:
+    """The cut at 0-based ascending `rank` of a flat tensor (rank 0 selects everything)."""
+    if rank <= 0:
+        return RankCut(0.0, 0, everything=True)
+    if rank >= magnitude.numel():
+        return RankCut(float("inf"), 0)
+    threshold, below = kth_smallest(magnitude, rank + 1)
+    return RankCut(threshold, rank - below)
 
 
 def rank_band_mask(magnitude: torch.Tensor, start: int, stop: int) -> torch.Tensor:
-    """Boolean mask of the elements whose ascending magnitude rank lies in [start, stop).
-
-    Ranks are taken over (magnitude, flat index), so ties resolve by position and the mask
-    holds exactly stop - start elements.
-    """
+    """Boolean mask of the entries whose ascending (magnitude, index) rank lies in [start, stop)."""
     flat = magnitude.reshape(-1)
-    n = flat.numel()
-    start, stop = max(start, 0), min(stop, n)
     if stop <= start:
         return torch.zeros_like(magnitude, dtype=torch.bool)
-    if start == 0 and stop == n:
-        return torch.ones_like(magnitude, dtype=torch.bool)
-    mask = torch.ones(n, dtype=torch.bool)
-    if start > 0:
-        mask &= _at_or_above_rank(flat, start)
-    if stop < n:
-        mask &= ~_at_or_above_rank(flat, stop)
+    mask = rank_cut(flat, start).mask(flat)
+    if stop < flat.numel():
+        mask &= ~rank_cut(flat, stop).mask(flat)
     return mask.reshape(magnitude.shape)
 
 
-def _at_or_above_rank(flat: torch.Tensor, rank: int) -> torch.Tensor:
-    """Mask of elements with 0-based ascending rank >= `rank` (ties broken by index)."""
-    threshold = kth_smallest(flat, rank + 1)
-    mask = flat > threshold
-    equal = (flat == threshold).nonzero().reshape(-1)
-    below_count = int((flat < threshold).sum())
-    # Of the elements equal to the threshold, the first (rank - below_count) by index rank lower.
-    mask[equal[rank - below_count :]] = True
-    return mask
+def topk_start(numel: int, density: float) -> int:
+    """First kept rank of TIES trimming: keep max(1, int(density * n)) largest entries."""
+    return numel - max(1, int(density * numel))
 
 
-def magnitude_topk(delta: torch.Tensor, density: float) -> torch.Tensor:
-    """Keep the max(1, int(density * n)) largest-magnitude entries (TIES trimming)."""
-    if density >= 1:
-        return delta.clone()
-    n = delta.numel()
-    keep = max(1, int(density * n))
-    return delta * rank_band_mask(delta.abs(), n - keep, n)
+def band_ranks(numel: int, density: float, gamma: float) -> tuple[int, int]:
+    """Model Breadcrumbs: drop the `gamma` fraction of largest entries and the smallest; keep `density`."""
+    keep = int(density * numel)
+    bottom = max(0, numel - keep - int(gamma * numel))
+    return bottom, bottom + keep
 
 
-def magnitude_band(delta: torch.Tensor, density: float, gamma: float) -> torch.Tensor:
-    """Model Breadcrumbs: drop the `gamma` fraction of largest entries and the smallest, keep `density`."""
-    if density >= 1:
-        return delta.clone()
-    n = delta.numel()
-    keep = int(density * n)
-    top = int(gamma * n)
-    bottom = max(0, n - keep - top)
-    return delta * rank_band_mask(delta.abs(), bottom, bottom + keep)
-
-
-def tensor_seed(seed: int, tensor_name: str, input_index: int) -> int:
-    """A 63-bit seed determined only by the recipe seed, the tensor name and the input."""
-    digest = hashlib.sha256(f"{seed}\0{tensor_name}\0{input_index}".encode()).digest()
+def chunk_seed(seed: int, tensor_name: str, input_index: int, chunk_index: int) -> int:
+    """A 63-bit seed determined only by the recipe seed, the tensor, the input and the chunk."""
+    digest = hashlib.sha256(f"{seed}\0{tensor_name}\0{input_index}\0{chunk_index}".encode()).digest()
     return int.from_bytes(digest[:8], "little") >> 1
 
 
-def dare_drop(delta: torch.Tensor, density: float, seed: int, rescale: str) -> torch.Tensor:
-    """DARE: keep each entry with probability `density`, then rescale.
-
-    rescale "inverse_density" divides kept entries by density (the DARE paper); "l1" matches the
-    L1 norm of the input (mergekit's choice); "none" leaves kept entries as they are.
-    The mask depends only on `seed` and the shape, never on thread count or call order.
-    """
-    if density >= 1:
-        return delta.clone()
+def dare_keep(shape: torch.Size, density: float, seed: int) -> torch.Tensor:
+    """DARE's Bernoulli(density) keep mask for one chunk; a function of `seed` and the shape alone."""
     generator = torch.Generator().manual_seed(seed)
-    keep = torch.rand(delta.shape, generator=generator) < density
-    kept = delta * keep
-    if rescale == "inverse_density":
-        return kept.div_(density)
-    if rescale == "l1":
-        before, after = delta.abs().sum(), kept.abs().sum()
-        if before < 1e-7 or after < 1e-7:
-            return kept
-        return kept.mul_(before / after)
-    return kept
+    return torch.rand(shape, generator=generator) < density
