@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from harness_ext.commands import data as data_commands
 from harness_ext.commands import merge as merge_commands
 from harness_ext.console import errors
 from merge_models.errors import MergeError
@@ -13,6 +14,7 @@ from merge_models.errors import MergeError
 app = typer.Typer(help="Merge reasoning LLMs into VLMs and measure perception vs reasoning.",
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 merge_commands.register(app)
+data_commands.register(app)
 
 
 def main() -> None:

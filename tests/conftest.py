@@ -13,6 +13,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Fixture builders save tiny models; their progress bars would pollute captured stderr."""
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,29 @@
+"""The real benchmarks' published datasets: specs, the task catalog, loading and local copies.
+
+Real tasks read their data through `load_split`: from <MERGED_VLM_DATA>/<source>/<split>.parquet
+when MERGED_VLM_DATA is set, else from the Hugging Face Hub. `prepare` writes that local layout.
+"""
+
+from .catalog import GROUPS, PROBE_TASKS, REAL_TASKS, leaf_tasks, sources_for
+from .errors import DataError
+from .load import DATA_ENV, data_root, load_split, local_file, prepare_command, read_hub
+from .prepare import prepare
+from .specs import SOURCES, Source
+
+__all__ = [
+    "DATA_ENV",
+    "GROUPS",
+    "PROBE_TASKS",
+    "REAL_TASKS",
+    "SOURCES",
+    "DataError",
+    "Source",
+    "data_root",
+    "leaf_tasks",
+    "load_split",
+    "local_file",
+    "prepare",
+    "prepare_command",
+    "read_hub",
+    "sources_for",
+]

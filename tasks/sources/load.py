@@ -1,0 +1,67 @@
+"""Loading one split of a published dataset: from the local copy under MERGED_VLM_DATA, else the Hub."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import datasets
+
+from .errors import DataError, first_line
+from .specs import SOURCES, Source
+
+DATA_ENV = "MERGED_VLM_DATA"
+
+
+def data_root() -> Path | None:
+    """The local data folder named by MERGED_VLM_DATA, or None when the variable is unset or empty."""
+    value = os.environ.get(DATA_ENV, "").strip()
+    return Path(value).expanduser() if value else None
+
+
+def local_file(root: Path, source: Source, split: str) -> Path:
+    """Where a split lives in the local layout: <root>/<source>/<split>.parquet."""
+    return Path(root) / source.name / f"{split}.parquet"
+
+
+def prepare_command(task: str, out: str = "DIR") -> str:
+    """The command that writes the local copy a task needs."""
+    return f"merged-vlm data prepare --out {out} --tasks {task}"
+
+
+def read_hub(source: Source, split: str) -> datasets.Dataset:
+    """One split as published on the Hugging Face Hub (downloads on first use, then the HF cache)."""
+    return datasets.load_dataset(source.hub_id, source.config, split=split)
+
+
+def check_columns(dataset: datasets.Dataset, source: Source, where: str, fix: str) -> datasets.Dataset:
+    """`dataset`, after checking that it has every column of the published schema."""
+    missing = [column for column in source.columns if column not in dataset.column_names]
+    if missing:
+        raise DataError(f"{where} lacks the published column(s) {missing} of {source.hub_id}; {fix}")
+    return dataset
+
+
+def load_split(source_name: str, split: str, task: str) -> datasets.Dataset:
+    """Split `split` of Source `source_name`, for lmms-eval task `task` (named in error messages).
+
+    With MERGED_VLM_DATA set, reads <MERGED_VLM_DATA>/<source>/<split>.parquet and nothing else;
+    otherwise loads the split from the Hugging Face Hub (or its local cache).
+    """
+    source = SOURCES[source_name]
+    root = data_root()
+    if root is not None:
+        path = local_file(root, source, split)
+        fix = f"run `{prepare_command(task, str(root))}`"
+        if not path.is_file():
+            raise DataError(f"{task}: {DATA_ENV}={root} has no {source.name}/{split}.parquet; {fix}")
+        return check_columns(datasets.Dataset.from_parquet(str(path)), source, str(path), fix)
+    try:
+        dataset = read_hub(source, split)
+    except Exception as exc:  # offline, unreachable, or not cached: all mean "prepare a local copy"
+        raise DataError(
+            f"{task}: {DATA_ENV} is not set and {source.hub_id} ({split}) could not be loaded from the "
+            f"Hugging Face Hub ({first_line(exc)}); run `{prepare_command(task)}` where a network is "
+            f"available, then set {DATA_ENV}=DIR"
+        ) from exc
+    return check_columns(dataset, source, f"{source.hub_id} ({split})", "the published schema has changed")
