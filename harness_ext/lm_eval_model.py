@@ -1,0 +1,45 @@
+"""The lm-eval model `merged_lm`: the merged language backbone as a text-only causal LM.
+
+    lm_eval --model merged_lm --model_args recipe=tiny-world --tasks gsm8k
+
+Answers whether merging keeps pure text reasoning. Any other --model_args (batch_size,
+max_length, device, ...) go to lm-eval's HFLM, which evaluates the in-memory model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import transformers as T
+from lm_eval.models.huggingface import HFLM
+
+from harness_ext.loading import build_merged_causal_lm, default_device
+from harness_ext.model_options import split_model_args
+from merge_models.plan import build_plan
+
+# HFLM arguments that make sense for an in-memory model.
+HFLM_OPTIONS = {"recipe": None, "batch_size": 1, "max_batch_size": 64, "max_length": None, "device": None,
+                "add_bos_token": None, "truncation": False, "quiet": True, "cache": True}
+
+
+class MergedLM(HFLM):
+    """lm-eval's HFLM around the causal LM built from a recipe's merged language tensors."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        args = split_model_args(kwargs, HFLM_OPTIONS, "merged_lm")
+        plan = build_plan(args.recipe)
+        model = build_merged_causal_lm(plan, quiet=args.options["quiet"])
+        tokenizer = T.AutoTokenizer.from_pretrained(plan.vlm.path, trust_remote_code=args.recipe.trust_remote_code)
+        self.merge_record = {**plan.record(), "recipe_file": str(args.recipe_path), "overrides": args.overrides}
+        plan.close()
+        hf_options = {k: v for k, v in args.options.items()
+                      if k not in ("recipe", "quiet", "cache") and v is not None}
+        hf_options.setdefault("device", default_device())
+        super().__init__(pretrained=model, tokenizer=tokenizer, **hf_options)
+
+    def get_model_info(self) -> dict[str, Any]:
+        """What lm-eval records under `config` in its results: HFLM's info plus the merge record."""
+        return {**super().get_model_info(), "merged_vlm": self.merge_record}
+
+
+__all__ = ["MergedLM"]

@@ -1,0 +1,52 @@
+"""Make lmms-eval's outputs name and record the merge that produced them.
+
+lmms-eval 0.7.3 names its output folder after `pretrained=`-like model arguments (a recipe has
+none, so the folder name would be empty) and offers models no way to add to the results JSON.
+When a merged model loads, we wrap two EvaluationTracker steps, once per process: the folder
+becomes `<recipe name>-<recipe hash>` and the results JSON gains a `merged_vlm` entry with the
+normalised recipe, its hash, the input identities and how the model was loaded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+_current: dict[str, Any] = {}
+
+
+def record_loaded_merge(record: dict[str, Any]) -> None:
+    """Remember the merge record of the model this process evaluates, and install the hooks."""
+    _current.clear()
+    _current.update(record)
+    _install()
+
+
+def output_folder_name(record: dict[str, Any]) -> str:
+    """`<recipe name>-<hash>`: where lmms-eval writes this model's results."""
+    name = record["recipe"].get("name") or "merged_vlm"
+    return f"{name}-{record['recipe_hash']}"
+
+
+def _install() -> None:
+    from lmms_eval.loggers import evaluation_tracker as tracker_module
+
+    general, tracker = tracker_module.GeneralConfigTracker, tracker_module.EvaluationTracker
+    if getattr(general.log_experiment_args, "_merged_vlm", False):
+        return
+    log_experiment_args = general.log_experiment_args
+    save_results_aggregated = tracker.save_results_aggregated
+
+    def log_with_merge_name(self, *args: Any, **kwargs: Any) -> None:
+        log_experiment_args(self, *args, **kwargs)
+        if _current:
+            self.model_name = output_folder_name(_current)
+            self.model_name_sanitized = tracker_module.sanitize_model_name(self.model_name)
+
+    def save_with_merge_record(self, results: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        if _current:
+            results = {**results, "merged_vlm": dict(_current)}
+        return save_results_aggregated(self, results, *args, **kwargs)
+
+    log_with_merge_name._merged_vlm = True  # type: ignore[attr-defined]
+    general.log_experiment_args = log_with_merge_name
+    tracker.save_results_aggregated = save_with_merge_record

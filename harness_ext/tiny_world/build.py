@@ -1,0 +1,145 @@
+"""The tiny-world family's tokenizer, configs and checkpoint files.
+
+All three models share one vocabulary, as Qwen2 and Qwen2-VL do: a byte-level BPE trained on the
+synthetic corpus with every digit its own token (`Digits(individual_digits=True)`), plus the chat and
+vision special tokens. The LLMs are `Qwen2ForCausalLM`; the VLM is `Qwen2VLForConditionalGeneration`
+whose text config equals the LLMs' config (plus multimodal RoPE, which is the LLMs' RoPE on text).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+import transformers as T
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS
+
+BASE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
+SPECIAL_TOKENS = BASE_SPECIALS + list(QWEN_TOKENS)
+IMAGE_PIXELS = dict(min_pixels=56 * 56, max_pixels=112 * 112)  # probe images are 112x112: 16 image tokens
+VLM_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("{{ IMAGE }}", "{{ '" + QWEN_IMAGE + "' }}")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """Dimensions of the family (the LLMs and the VLM's language model share the text ones)."""
+
+    hidden: int = 256
+    layers: int = 4
+    heads: int = 4
+    kv_heads: int = 2
+    intermediate: int = 768
+    vision_hidden: int = 128
+    vision_depth: int = 3
+    vision_heads: int = 4
+    vocab: int = 768  # BPE target; the embedding is padded to a multiple of 64
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def train_tokenizer(corpus: Iterable[str], vocab_size: int) -> T.PreTrainedTokenizerFast:
+    """Byte-level BPE over `corpus` with single-digit number tokens; left padding for batched generation."""
+    tokenizer = Tokenizer(models.BPE())
+    tokenizer.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=BASE_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+    tokenizer.train_from_iterator(list(corpus), trainer)
+    fast = T.PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                     bos_token=None, unk_token=None, padding_side="left")
+    fast.add_special_tokens({"additional_special_tokens": list(QWEN_TOKENS)})
+    fast.chat_template = VLM_CHAT_TEMPLATE
+    fast.model_max_length = 1024
+    return fast
+
+
+def padded_vocab(tokenizer: T.PreTrainedTokenizerFast) -> int:
+    return (len(tokenizer) + 63) // 64 * 64
+
+
+def text_config(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, **extra: Any) -> dict[str, Any]:
+    """The language model's config (shared by the LLMs and the VLM's text config)."""
+    return dict(hidden_size=sizes.hidden, intermediate_size=sizes.intermediate, num_hidden_layers=sizes.layers,
+                num_attention_heads=sizes.heads, num_key_value_heads=sizes.kv_heads,
+                vocab_size=padded_vocab(tokenizer), max_position_embeddings=1024, tie_word_embeddings=False,
+                rope_theta=10000.0, eos_token_id=tokenizer.convert_tokens_to_ids("<|im_end|>"),
+                pad_token_id=tokenizer.pad_token_id, bos_token_id=None, **extra)
+
+
+def build_llm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int) -> T.Qwen2ForCausalLM:
+    """A freshly initialised base LLM."""
+    torch.manual_seed(seed)
+    return T.Qwen2ForCausalLM(T.Qwen2Config(**text_config(sizes, tokenizer)))
+
+
+def mrope_section(sizes: Sizes) -> list[int]:
+    """Temporal/height/width split of the rotary half-dimension (as merge_models.tiny sizes it)."""
+    half = sizes.hidden // sizes.heads // 2
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
+
+def build_vlm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int
+              ) -> tuple[T.Qwen2VLForConditionalGeneration, T.Qwen2VLProcessor]:
+    """A Qwen2-VL with a freshly initialised vision tower; load the language model separately."""
+    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_TOKENS}
+    text = text_config(sizes, tokenizer, rope_scaling={"type": "mrope", "mrope_section": mrope_section(sizes)})
+    vision = dict(depth=sizes.vision_depth, embed_dim=sizes.vision_hidden, hidden_size=sizes.hidden,
+                  num_heads=sizes.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+                  temporal_patch_size=2, in_chans=3, out_hidden_size=sizes.hidden)
+    config = T.Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
+                             video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
+                             vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
+    torch.manual_seed(seed)
+    model = T.Qwen2VLForConditionalGeneration(config)
+    processor = T.Qwen2VLProcessor(image_processor=T.Qwen2VLImageProcessor(**IMAGE_PIXELS), tokenizer=tokenizer,
+                                   video_processor=T.Qwen2VLVideoProcessor(**IMAGE_PIXELS),
+                                   chat_template=VLM_CHAT_TEMPLATE)
+    return model, processor
+
+
+def language_model(vlm: T.Qwen2VLForConditionalGeneration) -> torch.nn.Module:
+    return vlm.model.language_model
+
+
+def copy_llm_into_vlm(vlm: T.Qwen2VLForConditionalGeneration, llm: T.Qwen2ForCausalLM) -> None:
+    """The VLM's language model (embeddings and lm_head included) becomes the LLM's."""
+    with torch.no_grad():
+        missing = language_model(vlm).load_state_dict(llm.model.state_dict(), strict=True)
+        vlm.lm_head.weight.copy_(llm.lm_head.weight)
+    assert not missing.missing_keys and not missing.unexpected_keys
+
+
+def generation_config(tokenizer: T.PreTrainedTokenizerFast) -> dict[str, Any]:
+    return {"eos_token_id": tokenizer.convert_tokens_to_ids("<|im_end|>"), "pad_token_id": tokenizer.pad_token_id,
+            "do_sample": False, "max_new_tokens": 48}
+
+
+def save_llm(model: T.Qwen2ForCausalLM, tokenizer: T.PreTrainedTokenizerFast, path: Path,
+             dtype: torch.dtype = torch.bfloat16) -> None:
+    path = Path(path)
+    model.generation_config = T.GenerationConfig(**generation_config(tokenizer))
+    model.to(dtype).save_pretrained(path)
+    model.to(torch.float32)
+    tokenizer.save_pretrained(path)
+
+
+def save_vlm(model: T.Qwen2VLForConditionalGeneration, processor: T.Qwen2VLProcessor, path: Path,
+             dtype: torch.dtype = torch.bfloat16) -> None:
+    path = Path(path)
+    model.generation_config = T.GenerationConfig(**generation_config(processor.tokenizer))
+    model.to(dtype).save_pretrained(path)
+    model.to(torch.float32)
+    processor.save_pretrained(path)
+
+
+def write_json(path: Path, data: Any) -> None:
+    Path(path).write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
