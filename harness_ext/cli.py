@@ -7,7 +7,9 @@ import sys
 import typer
 
 from harness_ext.commands import data as data_commands
+from harness_ext.commands import demo as demo_commands
 from harness_ext.commands import merge as merge_commands
+from harness_ext.commands import report, track
 from harness_ext.console import errors
 from merge_models.errors import MergeError
 
@@ -15,6 +17,9 @@ app = typer.Typer(help="Merge reasoning LLMs into VLMs and measure perception vs
                   no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
 merge_commands.register(app)
 data_commands.register(app)
+demo_commands.register(app)
+track.register(app)
+report.register(app)
 
 
 def main() -> None:

@@ -2,25 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Callable
 
-import platformdirs
 from filelock import FileLock
 
 from merge_models.output import verify_checkpoint, write_checkpoint
 from merge_models.plan import MergePlan
+from merge_models.settings import cache_root
 
 TEMP_PREFIX = ".tmp-"
-
-
-def cache_root() -> Path:
-    """$MERGED_VLM_CACHE, or merged-vlm's folder in the user cache directory."""
-    root = os.environ.get("MERGED_VLM_CACHE") or platformdirs.user_cache_dir("merged-vlm")
-    return Path(root).expanduser()
 
 
 def publish(target: Path, build: Callable[[Path], None], replace: bool = False) -> None:
@@ -64,9 +57,3 @@ def cached_checkpoint(plan: MergePlan, quiet: bool = True) -> tuple[Path, bool]:
             shutil.rmtree(entry)
         publish(entry, lambda temp: write_checkpoint(plan, temp, quiet))
     return entry, False
-
-
-def lookup(recipe_hash: str) -> Path | None:
-    """A verified cache entry for `recipe_hash`, or None."""
-    entry = cache_root() / recipe_hash
-    return entry if entry.is_dir() and verify_checkpoint(entry, recipe_hash) is None else None

@@ -15,6 +15,7 @@ import torch
 
 from merge_models.adapters import Adapter, detect, supported_vlm_types
 from merge_models.errors import CheckpointError
+from merge_models.fingerprint import file_digest
 from merge_models.recipe import ModelRef
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -257,8 +258,8 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
 def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:
     """A fingerprint of a local checkpoint for the recipe hash.
 
-    Small checkpoints (<= 256 MiB of weights) are hashed by content, so copies on other machines
-    hash alike. Larger ones use each file's size and mtime plus a hash of the index and of every
+    Small checkpoints (<= 256 MiB of weights) are hashed by content (memoised per file), so copies
+    on other machines hash alike. Larger ones use each file's size and mtime plus a hash of the index and of every
     safetensors header, which is cheap and changes whenever the files are rewritten.
     """
     total = sum(f.stat().st_size for f in weight_files)
@@ -267,10 +268,7 @@ def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:
     digest.update(config.read_bytes())
     if total <= CONTENT_HASH_LIMIT:
         for file in weight_files:
-            digest.update(file.name.encode())
-            with open(file, "rb") as handle:
-                for block in iter(lambda: handle.read(1 << 22), b""):
-                    digest.update(block)
+            digest.update(f"{file.name}\0{file_digest(file)}".encode())
         return {"source": "local", "content_sha256": digest.hexdigest()}
     stats = []
     for index in WEIGHT_INDEXES:

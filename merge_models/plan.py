@@ -70,8 +70,9 @@ class MergePlan:
     def record(self) -> dict[str, Any]:
         """The normalised recipe, its hash and the identity of every input (for outputs and results)."""
         inputs = {c.field: c.identity for c in self.checkpoints()}
+        merged = len(self.merged())
         return {"recipe_hash": self.recipe_hash, "recipe": self.recipe.normalized(), "inputs": inputs,
-                "engine_format": ENGINE_FORMAT}
+                "engine_format": ENGINE_FORMAT, "merged_tensor_count": merged, "baseline": merged == 0}
 
     def checkpoints(self) -> list[Checkpoint]:
         return [self.vlm] + ([self.base] if self.base else []) + self.sources

@@ -1,0 +1,110 @@
+"""merged_vlm in lmms-eval: evaluation throughput and load time, against lmms-eval's own backend, one run.
+
+On one tiny-but-not-trivial LLaVA (random weights, hidden 512, 8 layers by default) and the same
+probe documents:
+  1. evaluation throughput (documents/s) of merged_vlm vs lmms-eval's built-in `llava_hf` backend
+     loaded from merged_vlm's saved checkpoint (target ratio >= 0.97; batch size 1, the only size
+     llava_hf's chat path supports);
+  2. load time: a cold merge (into the cache, and in memory), a cache hit, and loading the
+     pre-merged checkpoint with transformers (target: cache hit <= 1.1x pre-merged).
+Loads are repeated and the median is reported.
+
+    python benchmarks/harness_bench.py [--docs 40] [--hidden 512] [--layers 8]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+TASKS = ["mvlm_probe_perception", "mvlm_probe_reasoning"]
+
+
+def timed(function, repeats: int = 1) -> tuple[float, object]:
+    """Median wall seconds over `repeats` calls, and the last result."""
+    seconds, result = [], None
+    for _ in range(repeats):
+        start = time.perf_counter()
+        result = function()
+        seconds.append(time.perf_counter() - start)
+    return statistics.median(seconds), result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "harness")
+    parser.add_argument("--docs", type=int, default=40, help="documents per probe task")
+    parser.add_argument("--hidden", type=int, default=512)
+    parser.add_argument("--layers", type=int, default=8)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+
+    shutil.rmtree(args.work, ignore_errors=True)
+    args.work.mkdir(parents=True)
+    os.environ.update(MERGED_VLM_CACHE=str(args.work / "cache"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
+                      TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
+
+    import transformers as T
+
+    from harness_ext.evaluate import evaluate, task_manager
+    from harness_ext.lmms_model import MergedVLMChat
+    from lmms_eval.models import get_model
+    from merge_models.tiny import TinySizes, build_family
+
+    family = build_family("llava", args.work, sizes=TinySizes(hidden=args.hidden, layers=args.layers,
+                                                              heads=8, kv_heads=4, intermediate=4 * args.hidden))
+    recipe = args.work / "bench.yaml"
+    recipe.write_text(yaml.safe_dump({"name": "bench", "vlm": {"model": str(family.vlm), "weight": 0.9},
+                                      "sources": [{"model": str(family.reasoning), "weight": 0.1}],
+                                      "method": "linear"}))
+    saved = args.work / "saved"
+    task_manager()  # index the tasks once, outside every timing
+
+    print(f"model: LLaVA, hidden {args.hidden}, {args.layers} layers; {args.docs} documents x {len(TASKS)} tasks")
+    cold, ours = timed(lambda: MergedVLMChat(recipe=str(recipe), quiet=True, save_merged=str(saved)))
+    in_memory, _ = timed(lambda: MergedVLMChat(recipe=str(recipe), quiet=True, cache=False), args.repeats)
+    hit, ours = timed(lambda: MergedVLMChat(recipe=str(recipe), quiet=True), args.repeats)
+    assert ours.loaded.stats["how"] == "cache hit"
+
+    def premerged():
+        model = T.AutoModelForImageTextToText.from_pretrained(saved, dtype="auto")
+        return model, T.AutoProcessor.from_pretrained(saved)
+
+    pre, _ = timed(premerged, args.repeats)
+
+    def builtin():
+        return get_model("llava_hf", force_simple=False)(pretrained=str(saved), device="cpu", device_map="cpu")
+
+    # Warm-up: first generate calls pay one-off costs. lmms-eval's evaluate() ends with lm.clean(),
+    # which deletes a built-in model's weights, so the built-in is rebuilt for the timed run.
+    evaluate(ours, TASKS, limit=2)
+    evaluate(builtin(), TASKS, limit=2)
+    builtin_model = builtin()
+    ours_eval, _ = timed(lambda: evaluate(ours, TASKS, limit=args.docs))
+    builtin_eval, _ = timed(lambda: evaluate(builtin_model, TASKS, limit=args.docs))
+    documents = args.docs * len(TASKS)
+
+    print("\nload time (median of %d)" % args.repeats)
+    print(f"  cold merge into the cache + load   {cold:7.2f} s")
+    print(f"  cold merge in memory               {in_memory:7.2f} s")
+    print(f"  cache hit                          {hit:7.2f} s")
+    print(f"  pre-merged checkpoint (transformers) {pre:5.2f} s")
+    print("\nevaluation throughput")
+    print(f"  merged_vlm        {documents / ours_eval:7.2f} documents/s")
+    print(f"  llava_hf built-in {documents / builtin_eval:7.2f} documents/s")
+    print("\nratios")
+    print(f"  throughput merged_vlm / built-in   {builtin_eval / ours_eval:5.2f}  (target >= 0.97)")
+    print(f"  load: cache hit / pre-merged       {hit / pre:5.2f}  (target <= 1.1)")
+    print(f"  load: cold merge / pre-merged      {cold / pre:5.2f}")
+    print(f"  load: in-memory merge / pre-merged {in_memory / pre:5.2f}")
+
+
+if __name__ == "__main__":
+    main()
