@@ -6,6 +6,7 @@ import sys
 
 import typer
 
+from harness_ext.commands import analysis as analysis_commands
 from harness_ext.commands import data as data_commands
 from harness_ext.commands import demo as demo_commands
 from harness_ext.commands import merge as merge_commands
@@ -18,6 +19,7 @@ app = typer.Typer(help="Merge reasoning LLMs into VLMs and measure perception vs
 merge_commands.register(app)
 data_commands.register(app)
 demo_commands.register(app)
+analysis_commands.register(app)
 track.register(app)
 report.register(app)
 

@@ -27,12 +27,17 @@ MODEL_NAME = "merged_vlm"
 class _MergedVLM(lmms):
     """Shared loading, batching and generation of the chat and simple classes."""
 
-    def __init__(self, **kwargs: Any) -> None:
+    def __init__(self, loaded: LoadedVLM | None = None, **kwargs: Any) -> None:
+        """Load from --model_args (`recipe=...`), or wrap an already loaded model (`loaded=`, in-process tools)."""
         super().__init__()
-        args = split_model_args(kwargs, VLM_OPTIONS, MODEL_NAME)
-        self.options = args.options
+        if loaded is None:
+            args = split_model_args(kwargs, VLM_OPTIONS, MODEL_NAME)
+            self.options = args.options
+            loaded = load_merged_vlm(args, device=self.options.get("device"))
+        else:
+            self.options = {**VLM_OPTIONS, **kwargs}
         rank = int(os.environ.get("RANK", "0"))
-        self.loaded: LoadedVLM = load_merged_vlm(args, device=self.options.get("device"))
+        self.loaded: LoadedVLM = loaded
         self._batch_size = int(self.options["batch_size"] or 1)
         record_loaded_merge(self.loaded.record)
         stats = self.loaded.stats

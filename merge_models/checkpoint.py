@@ -6,7 +6,7 @@ import hashlib
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,7 @@ class Checkpoint:
     identity: dict[str, Any]
     pickle_files: tuple[Path, ...] = ()
     _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
+    _memory: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
 
     @property
     def text_config(self) -> dict[str, Any]:
@@ -89,6 +90,10 @@ class Checkpoint:
         """
         meta = self.tensors[name]
         itemsize = _itemsize(meta.dtype)
+        if name in self._memory:
+            flat = self._memory[name].reshape(-1).view(torch.uint8)
+            buffer.copy_(flat[start * itemsize:start * itemsize + buffer.numel()])
+            return buffer
         if self.pickle_files:
             flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // itemsize]
             buffer.copy_(flat.contiguous().view(torch.uint8))
@@ -104,6 +109,16 @@ class Checkpoint:
                                       "download the checkpoint again")
             view, position = view[count:], position + count
         return buffer
+
+    def preload_language(self) -> None:
+        """Hold every language tensor in memory, so later reads never touch the disk (used by sweeps)."""
+        for name in self.canonical_map.values():
+            if name not in self._memory:
+                self._memory[name] = self.read(name)
+
+    def relabel(self, field: str) -> "Checkpoint":
+        """The same checkpoint (sharing files and memory) under another recipe field name."""
+        return replace(self, field=field)
 
     def _pickle_shard(self, file: Path) -> dict[str, torch.Tensor]:
         shard = self._handles.get(file)

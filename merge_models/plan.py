@@ -7,7 +7,7 @@ import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Callable, Literal
 
 import torch
 
@@ -85,12 +85,12 @@ class MergePlan:
             checkpoint.close()
 
 
-def build_plan(recipe: Recipe) -> MergePlan:
-    """Open every checkpoint, check compatibility and decide each tensor's fate."""
+def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoint) -> MergePlan:
+    """Open every checkpoint (through `opener`), check compatibility and decide each tensor's fate."""
     info = method_info(recipe.merge_method)
-    vlm = open_checkpoint(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
-    base = open_checkpoint(recipe.base, "base", recipe.allow_pickle) if info.needs_base and recipe.base else None
-    sources = [open_checkpoint(s, f"sources[{i}]", recipe.allow_pickle) for i, s in enumerate(recipe.sources)]
+    vlm = opener(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
+    base = opener(recipe.base, "base", recipe.allow_pickle) if info.needs_base and recipe.base else None
+    sources = [opener(s, f"sources[{i}]", recipe.allow_pickle) for i, s in enumerate(recipe.sources)]
     others = ([base] if base else []) + sources
     _check_configs(vlm, others)
     num_layers = int(vlm.text_config.get("num_hidden_layers") or _count_layers(vlm))

@@ -1,0 +1,134 @@
+"""`merged-vlm sweep` and `merged-vlm layers`: merge variants and layer-wise interpretability."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.table import Table
+
+from harness_ext.console import console
+from merge_models.recipe import load_recipe
+
+DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
+
+
+def _tasks(text: str) -> list[str]:
+    return [t.strip() for t in text.split(",") if t.strip()]
+
+
+def sweep(recipe: str = typer.Argument(..., help="Recipe YAML path or name in recipes/."),
+          grid: list[str] = typer.Option(..., "--grid", help="key=start:stop:step or key=a,b,c; repeatable."),
+          tasks: str = typer.Option(DEFAULT_TASKS, help="Comma-separated lmms-eval tasks or groups."),
+          limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
+          out: Optional[Path] = typer.Option(None, help="Sweep folder (default out/sweeps/<recipe>)."),
+          batch_size: int = typer.Option(8, help="Generation batch size."),
+          ingest: bool = typer.Option(True, help="Record every finished variant in results/.")) -> None:
+    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably, and plot them."""
+    from harness_ext.plots import plot_sweep
+    from harness_ext.sweep import parse_grid, run_sweep
+
+    names = _tasks(tasks)
+    folder = out or Path("out/sweeps") / Path(recipe).stem
+    on_done = _ingester() if ingest else None
+    results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=console.print)
+    table = Table(title=f"sweep of {recipe} (accuracy, %)")
+    keys = list(results[0].overrides)
+    for column in [*keys, "hash", *[n.removeprefix("mvlm_") for n in names]]:
+        table.add_column(column, justify="right")
+    for r in results:
+        table.add_row(*[str(r.overrides[k]) for k in keys], r.recipe_hash,
+                      *[f"{100 * r.scores[n]:.1f}" if n in r.scores else "-" for n in names])
+    console.print(table)
+    figure = plot_sweep([(r.overrides, r.scores) for r in results], names, folder / "sweep.png")
+    console.print(f"figure: {figure}")
+
+
+def layers(recipe: str = typer.Argument(..., help="Recipe YAML path or name in recipes/."),
+           stats: bool = typer.Option(False, "--stats", help="Task-vector statistics only (no evaluation)."),
+           tasks: str = typer.Option(DEFAULT_TASKS, help="Comma-separated lmms-eval tasks or groups."),
+           module: str = typer.Option("attn,mlp", help="Module groups: attn, mlp."),
+           mode: str = typer.Option("zero-delta", help="Knockout: base, zero-delta or constant."),
+           limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
+           out: Optional[Path] = typer.Option(None, help="Output folder (default out/layers/<recipe>)."),
+           batch_size: int = typer.Option(8, help="Generation batch size."),
+           ingest: bool = typer.Option(True, help="Record the numbers in results/.")) -> None:
+    """Per-layer task-vector statistics (--stats), or knockouts in the VLM and the merge with heatmaps."""
+    modules = _tasks(module)
+    folder = out or Path("out/layers") / Path(recipe).stem
+    parsed = load_recipe(recipe)
+    if stats:
+        _stats(parsed, modules, folder)
+        return
+    from harness_ext.evaluate import evaluate
+    from harness_ext.layers import knockout_analysis, split_accuracy, write_outputs
+    from harness_ext.lmms_model import MergedVLMChat
+
+    names = _tasks(tasks)
+
+    def evaluate_splits(merger) -> dict[str, float]:
+        model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
+        return split_accuracy(evaluate(model, names, None, limit).samples)
+
+    result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=console.print)
+    paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
+    _print_drops(result)
+    if ingest:
+        _ingester("layers")(paths["json"])
+    console.print(f"heatmap: {paths['png']}; table: {paths['csv']}")
+
+
+def _stats(recipe, modules: list[str], folder: Path) -> None:
+    from merge_models.plan import build_plan
+    from merge_models.stats import task_vector_stats
+
+    plan = build_plan(recipe)
+    rows = task_vector_stats(plan, modules)
+    sources = len(plan.sources)
+    table = Table(title=f"task vectors per layer (recipe hash {plan.recipe_hash})")
+    headers = ["layer", "module", "|tau_vlm|", *[f"|tau_src{i}|" for i in range(sources)],
+               *[f"cos(vlm,src{i})" for i in range(sources)], *[f"sign conflict src{i}" for i in range(sources)],
+               "share of change"]
+    for header in headers:
+        table.add_column(header, justify="right")
+    body = []
+    for r in rows:
+        cells = [r.layer, r.module, *[f"{n:.4f}" for n in r.tau_norms], *[f"{c:+.3f}" for c in r.cosine],
+                 *[f"{c:.1%}" for c in r.sign_conflict], f"{r.change_share:.1%}"]
+        table.add_row(*map(str, cells))
+        body.append(cells)
+    console.print(table)
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / "task_vector_stats.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows([headers, *body])
+    console.print(f"table: {folder / 'task_vector_stats.csv'}")
+
+
+def _print_drops(result) -> None:
+    for model, splits in result.drops.items():
+        table = Table(title=f"{model}: accuracy drop when a layer's module is knocked out (points)")
+        table.add_column("layer", justify="right")
+        columns = [(split, m) for split in splits for m in result.modules]
+        for split, m in columns:
+            table.add_column(f"{split} {m}", justify="right")
+        layers = next(iter(splits.values())).shape[0]
+        for layer in range(layers):
+            table.add_row(str(layer), *[f"{splits[s][layer, result.modules.index(m)]:+.1f}" for s, m in columns])
+        console.print(table)
+
+
+def _ingester(kind: str = "run"):
+    """A callback recording finished outputs in the results store."""
+    def ingest(path: Path) -> None:
+        from harness_ext.results.ingest import ingest_output
+
+        ingest_output(path) if kind == "run" else ingest_output(path, kind=kind)
+
+    return ingest
+
+
+def register(app: typer.Typer) -> None:
+    app.command(name="sweep")(sweep)
+    app.command(name="layers")(layers)
