@@ -11,7 +11,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import torch
 
 from merge_models.errors import RecipeError
 from merge_models.executor import merged_chunks
