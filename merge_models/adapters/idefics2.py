@@ -2,14 +2,14 @@
 
 from merge_models.adapters.base import Adapter
 
-IDEFICS_LANGUAGE = (("model.text_model.", "model."), ("lm_head.", "lm_head."))
-IDEFICS_VISION = ("model.vision_model.", "model.connector.")
-IDEFICS_MEMORY = (("model.", "model.text_model."), ("lm_head.", "lm_head."))
+LANGUAGE = (("model.text_model.", "model."), ("lm_head.", "lm_head."))
+VISION = ("model.vision_model.", "model.connector.")
+MEMORY = (("model.", "model.text_model."), ("lm_head.", "lm_head."))
 
 ADAPTER = Adapter(
     family="idefics2",
     model_types=("idefics2",),
-    language_prefixes=IDEFICS_LANGUAGE,
-    vision_prefixes=IDEFICS_VISION,
-    memory_prefixes=IDEFICS_MEMORY,
+    language_prefixes=LANGUAGE,
+    vision_prefixes=VISION,
+    memory_prefixes=MEMORY,
 )

@@ -3,22 +3,22 @@ transformers 5 loads `model.language_model.*` and a top-level `lm_head`."""
 
 from merge_models.adapters.base import Adapter
 
-LLAVA_LANGUAGE = (
+LANGUAGE = (
     ("language_model.model.", "model."),
     ("language_model.lm_head.", "lm_head."),
     ("model.language_model.", "model."),
     ("lm_head.", "lm_head."),
 )
-LLAVA_VISION = (
+VISION = (
     "vision_tower.", "multi_modal_projector.", "image_newline",
     "model.vision_tower.", "model.multi_modal_projector.", "model.image_newline",
 )
-LLAVA_MEMORY = (("model.", "model.language_model."), ("lm_head.", "lm_head."))
+MEMORY = (("model.", "model.language_model."), ("lm_head.", "lm_head."))
 
 ADAPTER = Adapter(
     family="llava",
     model_types=("llava",),
-    language_prefixes=LLAVA_LANGUAGE,
-    vision_prefixes=LLAVA_VISION,
-    memory_prefixes=LLAVA_MEMORY,
+    language_prefixes=LANGUAGE,
+    vision_prefixes=VISION,
+    memory_prefixes=MEMORY,
 )

@@ -1,12 +1,7 @@
 """LLaVA-OneVision (Qwen2 language model, SigLIP vision): LLaVA-Next's layout."""
 
-from merge_models.adapters.base import Adapter
-from merge_models.adapters.llava import LLAVA_LANGUAGE, LLAVA_MEMORY, LLAVA_VISION
+from dataclasses import replace
 
-ADAPTER = Adapter(
-    family="llava_onevision",
-    model_types=("llava_onevision",),
-    language_prefixes=LLAVA_LANGUAGE,
-    vision_prefixes=LLAVA_VISION,
-    memory_prefixes=LLAVA_MEMORY,
-)
+from merge_models.adapters.llava import ADAPTER as LLAVA
+
+ADAPTER = replace(LLAVA, family="llava_onevision", model_types=("llava_onevision",))
