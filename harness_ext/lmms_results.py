@@ -4,7 +4,8 @@ lmms-eval 0.7.3 names its output folder after `pretrained=`-like model arguments
 none, so the folder name would be empty) and offers models no way to add to the results JSON.
 When a merged model loads, we wrap two EvaluationTracker steps, once per process: the folder
 becomes `<recipe name>-<recipe hash>` and the results JSON gains a `merged_vlm` entry with the
-normalised recipe, its hash, the input identities and how the model was loaded.
+normalised recipe, its hash, the input identities, how the model was loaded, and the versions and
+hardware of the run.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ _current: dict[str, Any] = {}
 
 def record_loaded_merge(record: dict[str, Any]) -> None:
     """Remember the merge record of the model this process evaluates, and install the hooks."""
+    from harness_ext.results.environment import capture
+
     _current.clear()
-    _current.update(record)
+    _current.update(record, environment=capture())
     _install()
 
 

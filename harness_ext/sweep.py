@@ -86,7 +86,8 @@ class SweepResult:
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
               limit: int | None = None, batch_size: int = 8, on_done: Callable[[Path], None] | None = None,
               log: Callable[[str], None] = print) -> list[SweepResult]:
-    """Evaluate every variant not finished yet; returns all variants' results in grid order."""
+    """Evaluate every variant not finished yet, hand every finished one to `on_done` (which must be
+    idempotent), and return all variants' results in grid order."""
     from harness_ext.evaluate import evaluate
     from harness_ext.lmms_model import MergedVLMChat
     from harness_ext.lmms_results import output_folder_name
@@ -109,10 +110,10 @@ def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[s
             evaluation = evaluate(model, tasks, partial, limit)
             evaluation.folder.rename(existing)
             shutil.rmtree(partial, ignore_errors=True)
-            if on_done:
-                on_done(existing)
         else:
             log(f"[{index}/{len(variants)}] {variant.label}: already done ({existing.name})")
+        if on_done:  # idempotent, so a variant finished just before a kill is recorded on resume
+            on_done(existing)
         results.append(_result(variant, existing))
     return results
 

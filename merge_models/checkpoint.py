@@ -55,10 +55,18 @@ class Checkpoint:
     config: dict[str, Any]
     adapter: Adapter
     tensors: dict[str, TensorMeta]
-    identity: dict[str, Any]
+    hub_identity: dict[str, Any] | None
     pickle_files: tuple[Path, ...] = ()
     _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
     _memory: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+
+    @cached_property
+    def identity(self) -> dict[str, Any]:
+        """What the recipe hash records for this checkpoint (computed on first use, after validation)."""
+        if self.hub_identity is not None:
+            return self.hub_identity
+        files = sorted({meta.file for meta in self.tensors.values()})
+        return _local_identity(self.path, files)
 
     @property
     def text_config(self) -> dict[str, Any]:
@@ -162,8 +170,7 @@ def open_checkpoint(ref: ModelRef, field: str, allow_pickle: bool, require_vlm: 
             )
         pickle_files = tuple(pickle_list)
         tensors = _index_pickle(pickle_files, field)
-    identity = hub_identity or _local_identity(path, safetensor_files or list(pickle_files))
-    return Checkpoint(field, path, config, adapter, tensors, identity, pickle_files)
+    return Checkpoint(field, path, config, adapter, tensors, hub_identity, pickle_files)
 
 
 def _locate(ref: ModelRef, field: str) -> tuple[Path, dict[str, Any] | None]:

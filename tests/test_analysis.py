@@ -118,8 +118,9 @@ def test_sweep_resumes_after_a_kill_and_plots(tiny_family, write_recipe, tmp_pat
     recipe = write_recipe(_recipe(family))
     out = tmp_path / "sweep"
     command = [sys.executable, "-m", "harness_ext.cli", "sweep", str(recipe), "--grid", "lambda=0.2:0.6:0.2",
-               "--tasks", "mvlm_probe_reasoning", "--limit", "2", "--out", str(out), "--no-ingest"]
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+               "--tasks", "mvlm_probe_reasoning", "--limit", "2", "--out", str(out)]
+    store = tmp_path / "results"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MERGED_VLM_RESULTS=str(store))
     process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
     while len(_children(out)) < 1:
@@ -137,3 +138,4 @@ def test_sweep_resumes_after_a_kill_and_plots(tiny_family, write_recipe, tmp_pat
     assert not [p for p in out.iterdir() if p.name.startswith(".partial-")], "no half-written variant is left"
     with Image.open(out / "sweep.png") as image:
         assert image.size[0] > 300
+    assert len(list((store / "runs").glob("*.json"))) == 3, "every variant is recorded once"

@@ -76,7 +76,8 @@ def layers(recipe: str = typer.Argument(..., help="Recipe YAML path or name in r
     paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
     _print_drops(result)
     if ingest:
-        _ingester("layers")(paths["json"])
+        record = _record_layers(paths["json"], result.hashes.get("merged", "unknown"), parsed.name or Path(recipe).stem)
+        console.print(f"recorded: {record}")
     console.print(f"heatmap: {paths['png']}; table: {paths['csv']}")
 
 
@@ -119,14 +120,30 @@ def _print_drops(result) -> None:
         console.print(table)
 
 
-def _ingester(kind: str = "run"):
-    """A callback recording finished outputs in the results store."""
+def _ingester():
+    """A callback recording each finished variant's lmms-eval output in the results store."""
     def ingest(path: Path) -> None:
-        from harness_ext.results.ingest import ingest_output
+        from harness_ext.results.ingest import read_output
+        from harness_ext.results.store import Store, default_root
 
-        ingest_output(path) if kind == "run" else ingest_output(path, kind=kind)
+        for added in Store(default_root()).add(read_output(path)):
+            console.print(f"{'recorded' if added.new else 'already recorded'}: {added.path}")
 
     return ingest
+
+
+def _record_layers(source: Path, recipe_hash: str, name: str) -> Path:
+    """Keep a knockout analysis's raw numbers under results/layers/ (one file per analysis, atomic)."""
+    from datetime import datetime, timezone
+
+    from harness_ext.results.files import write_atomic
+    from harness_ext.results.store import default_root
+
+    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    target = default_root() / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(target, source.read_text())
+    return target
 
 
 def register(app: typer.Typer) -> None:

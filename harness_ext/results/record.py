@@ -1,0 +1,192 @@
+"""The run record: what one evaluation run measured, on which merge, with which software and hardware.
+
+A record is a plain JSON file under `results/runs/`, written once and never rewritten. It is laid
+out for diffs: nested objects indented, each per-sample verdict on one line.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from harness_ext.results.errors import ResultsError
+
+FORMAT = 1
+SPLITS = ("perception", "reasoning")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Sample(_Model):
+    """One document's verdict. `key` pairs documents across runs."""
+
+    doc_id: int
+    id: str | None = None  # the dataset's item id, when the task records one
+    split: str | None = None
+    category: str | None = None
+    cluster: str | None = None  # documents resampled together (DynaMath: the seed question)
+    value: float | None = None  # the per-sample value of the task's primary metric
+    correct: bool | None = None  # the verdict, when the primary metric is binary
+    target: Any = None
+    extracted: str | None = None
+    response: str | None = None
+    rule: str | None = None
+    flagged: bool | None = None
+
+    @property
+    def key(self) -> str:
+        """The document's identity: the dataset id, else its position in the task."""
+        return self.id if self.id is not None else f"doc_id:{self.doc_id}"
+
+
+class TaskResult(_Model):
+    """One task's scores and per-sample verdicts."""
+
+    version: str | None = None
+    split: str | None = None  # "perception", "reasoning", "mixed", or None when unknown
+    metric: str  # the primary metric
+    aggregation: str  # how the primary score follows from samples: "micro", "macro" or "cluster_mean"
+    score: float | None = None
+    scores: dict[str, Any] = Field(default_factory=dict)  # every reported metric, stderr left out
+    split_scores: dict[str, float] = Field(default_factory=dict)
+    n: int | None = None  # documents evaluated
+    n_total: int | None = None  # documents in the task
+    samples: list[Sample] | None = None  # None: the run was made without --log_samples
+
+
+class Group(_Model):
+    """A task group lmms-eval / lm-eval reported, with its members."""
+
+    tasks: list[str]
+    scores: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelRef(_Model):
+    """A model the run used: the VLM, a merge base or source, or the model a built-in backend loaded."""
+
+    role: str
+    model: str
+    revision: str | None = None
+    identity: dict[str, Any] | None = None  # content hash or resolved commit, when recorded
+
+
+class Variant(_Model):
+    """What was evaluated. Runs of one variant (same recipe hash) share `id`."""
+
+    id: str
+    name: str
+    kind: Literal["merged", "model"]
+    method: str | None = None
+    lambda_: Any = Field(None, alias="lambda")
+    weights: str | None = None
+    layers: str | None = None
+    vlm: str | None = None  # the VLM's id or path (@revision): matches a variant to its baseline
+    recipe_hash: str | None = None
+    recipe: dict[str, Any] | None = None
+    baseline: bool = False
+    baseline_reason: str | None = None
+
+
+class Harness(_Model):
+    """The evaluation harness invocation."""
+
+    name: Literal["lmms-eval", "lm-eval"]
+    version: str | None = None
+    model: str
+    model_args: str
+    backend: str | None = None
+    limit: float | None = None
+    gen_kwargs: Any = None
+    seed: Any = None
+
+
+class Hardware(_Model):
+    platform: str | None = None
+    cpu: str | None = None
+    cpu_count: int | None = None
+    ram_gb: float | None = None
+    gpus: list[str] = Field(default_factory=list)
+
+
+class Environment(_Model):
+    """Software versions and hardware; `*_source` says whether the run recorded them or ingest filled them."""
+
+    versions: dict[str, str | None] = Field(default_factory=dict)
+    versions_source: Literal["run", "ingest"]
+    hardware: Hardware
+    hardware_source: Literal["run", "ingest"]
+
+
+class RunRecord(_Model):
+    """One evaluation run."""
+
+    format: int = FORMAT
+    run_id: str
+    date: str  # ISO 8601, UTC
+    wall_time_s: float | None = None
+    source: str  # the results file, relative to the folder it was ingested from
+    harness: Harness
+    variant: Variant
+    models: list[ModelRef]
+    merge: dict[str, Any] | None = None  # the merge record minus the recipe: inputs, load, ...
+    environment: Environment
+    tasks: dict[str, TaskResult]
+    groups: dict[str, Group] = Field(default_factory=dict)
+
+    def file_name(self) -> str:
+        """`<date>-<variant name>-<run id>.json`: sorts by date, readable, unique by run id."""
+        stamp = re.sub(r"[-:]", "", self.date.split("+")[0].split(".")[0]) + "Z"
+        slug = re.sub(r"[^A-Za-z0-9._-]+", "-", self.variant.name).strip("-")[:60] or "run"
+        return f"{stamp}-{slug}-{self.run_id}.json"
+
+
+def dumps(record: RunRecord) -> str:
+    """The record as diffable JSON: indented, with each sample on a single line."""
+    return _format(record.model_dump(mode="json", by_alias=True), 0) + "\n"
+
+
+def parse_record(text: str, origin: str) -> RunRecord:
+    """A record from its file text; a ResultsError names `origin` when it is not a valid record."""
+    try:
+        record = RunRecord.model_validate_json(text)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        raise ResultsError(f"{origin}: not a valid run record ({where}: {first['msg']})") from None
+    if record.format != FORMAT:
+        raise ResultsError(f"{origin}: record format {record.format}, this version reads format {FORMAT}")
+    return record
+
+
+def load_record(path: Path) -> RunRecord:
+    """Read a record file."""
+    return parse_record(path.read_text(encoding="utf-8"), str(path))
+
+
+def _format(value: Any, depth: int, key: str | None = None) -> str:
+    pad, inner = "  " * depth, "  " * (depth + 1)
+    if key == "samples" and isinstance(value, list) and value:
+        lines = [_compact({k: v for k, v in item.items() if v is not None}) for item in value]
+        return "[\n" + ",\n".join(inner + line for line in lines) + "\n" + pad + "]"
+    compact = _compact(value)
+    if not isinstance(value, dict | list) or len(compact) + len(pad) <= 100 and not _nested(value):
+        return compact
+    if isinstance(value, list):
+        return "[\n" + ",\n".join(inner + _format(v, depth + 1) for v in value) + "\n" + pad + "]"
+    items = [f"{inner}{json.dumps(k)}: {_format(v, depth + 1, k)}" for k, v in value.items()]
+    return "{\n" + ",\n".join(items) + "\n" + pad + "}"
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(", ", ": "))
+
+
+def _nested(value: dict | list) -> bool:
+    children = value.values() if isinstance(value, dict) else value
+    return any(isinstance(child, dict | list) and child for child in children)
