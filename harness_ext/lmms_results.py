@@ -25,9 +25,11 @@ def record_loaded_merge(record: dict[str, Any]) -> None:
 
 
 def output_folder_name(record: dict[str, Any]) -> str:
-    """`<recipe name>-<hash>`: where lmms-eval writes this model's results."""
+    """`<recipe name>-<hash>`, sanitised as lmms-eval sanitises folder names: where results land."""
+    from lmms_eval.loggers.evaluation_tracker import sanitize_model_name
+
     name = record["recipe"].get("name") or "merged_vlm"
-    return f"{name}-{record['recipe_hash']}"
+    return sanitize_model_name(f"{name}-{record['recipe_hash']}")
 
 
 def _install() -> None:
@@ -42,8 +44,7 @@ def _install() -> None:
     def log_with_merge_name(self, *args: Any, **kwargs: Any) -> None:
         log_experiment_args(self, *args, **kwargs)
         if _current:
-            self.model_name = output_folder_name(_current)
-            self.model_name_sanitized = tracker_module.sanitize_model_name(self.model_name)
+            self.model_name = self.model_name_sanitized = output_folder_name(_current)
 
     def save_with_merge_record(self, results: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         if _current:

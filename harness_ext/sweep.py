@@ -59,14 +59,19 @@ def _range(text: str, spec: str) -> list[float]:
 
 
 def expand(recipe_file: str | Path, grid: dict[str, list[Any]]) -> list[Variant]:
-    """Every combination of the grid, each validated as a recipe before anything runs."""
+    """Every combination of the grid, each validated as a recipe before anything runs.
+
+    Each variant is named `<recipe name>@<key>=<value>,...` (names are cosmetic: not in the hash).
+    """
     document = read_recipe_document(recipe_file)
+    stem = document.get("name") or Path(recipe_file).stem
     keys = list(grid)
     variants = []
     for values in itertools.product(*(grid[k] for k in keys)):
         overrides = dict(zip(keys, values))
+        name = f"{stem}@" + ",".join(f"{k}={v}" for k, v in overrides.items())
         try:
-            recipe = parse_recipe(apply_overrides(document, overrides))
+            recipe = parse_recipe(apply_overrides(document, {**overrides, "name": name}))
         except RecipeError as exc:
             raise RecipeError(exc.field, f"{exc.problem} (in variant {overrides})", exc.fix) from None
         variants.append(Variant(overrides, recipe))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import datetime, timezone
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -21,6 +23,7 @@ from merge_models.streaming import ChunkBuffers
 MANIFEST = "merge_manifest.json"
 RECIPE_FILE = "merge_recipe.yaml"
 INDEX = "model.safetensors.index.json"
+WRITE_QUEUE = 8
 
 
 def versions() -> dict[str, str]:
@@ -46,23 +49,37 @@ def shard_layout(plan: MergePlan) -> dict[str, list[TensorPlan]]:
 
 
 def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None:
-    """Write the complete merged checkpoint into `out_dir` (which must exist and be empty)."""
+    """Write the complete merged checkpoint into `out_dir` (which must exist and be empty).
+
+    File writes run on one background thread (at most WRITE_QUEUE chunks in flight), so writing
+    one chunk overlaps reading and merging the next.
+    """
     layout = shard_layout(plan)
     metadata = {"merged_vlm_recipe_hash": plan.recipe_hash}
     writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata)
                for file, entries in layout.items()}
     file_of = {e.name: file for file, entries in layout.items() for e in entries}
     buffers = ChunkBuffers()
-    for entry in iterate_groups(plan.tensors, "writing merged checkpoint", quiet):
-        writer = writers[file_of[entry.name]]
-        source = plan.vlm.tensors[entry.name]
-        if entry.action == "merge":
-            for start, values in merged_chunks(plan, entry, buffers):
-                writer.write(entry.name, tensor_bytes(values), start * values.element_size())
-        elif source.dtype == entry.out_dtype and not plan.vlm.pickle_files:
-            writer.copy_range(entry.name, source.file, source.start)
-        else:
-            writer.write(entry.name, tensor_bytes(unchanged_tensor(plan, entry)))
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="merged-vlm-writer") as io:
+        pending: deque[Future] = deque()
+
+        def submit(function, *args) -> None:
+            pending.append(io.submit(function, *args))
+            while len(pending) > WRITE_QUEUE:
+                pending.popleft().result()
+
+        for entry in iterate_groups(plan.tensors, "writing merged checkpoint", quiet):
+            writer = writers[file_of[entry.name]]
+            source = plan.vlm.tensors[entry.name]
+            if entry.action == "merge":
+                for start, values in merged_chunks(plan, entry, buffers):
+                    submit(writer.write, entry.name, tensor_bytes(values), start * values.element_size())
+            elif source.dtype == entry.out_dtype and not plan.vlm.pickle_files:
+                submit(writer.copy_range, entry.name, source.file, source.start)
+            else:
+                submit(writer.write, entry.name, tensor_bytes(unchanged_tensor(plan, entry)))
+        while pending:
+            pending.popleft().result()
     for writer in writers.values():
         writer.close()
     if len(layout) > 1:
