@@ -62,7 +62,8 @@ def test_merged_vlm_run_is_recorded_with_recipe_models_scores_and_verdicts(outpu
             for x in samples[task]]
     assert record.groups["mvlm_probe"].tasks == list(PROBE)
     env = record.environment
-    assert env.versions_source == "ingest" and env.versions["transformers"] and env.versions["torch"]
+    assert env == environment.Environment.model_validate(merge["environment"])
+    assert env.versions_source == "run" and env.versions["transformers"] and env.versions["torch"]
     assert env.hardware.cpu_count and env.hardware.ram_gb
 
 
@@ -103,6 +104,17 @@ def test_doctored_scores_follow_the_verdicts(outputs):
         expected = [doctored_right(task, i) for i in range(MERGED_LIMIT)]
         assert [s.correct for s in record.tasks[task].samples] == expected
         assert record.tasks[task].score == pytest.approx(sum(expected) / MERGED_LIMIT)
+
+
+def test_run_without_a_recorded_environment_is_captured_at_ingest(outputs, tmp_path):
+    copy = shutil.copytree(outputs["merged"], tmp_path / "run")
+    [results_file] = copy.rglob("*_results.json")
+    data = json.loads(results_file.read_text())
+    del data["merged_vlm"]["environment"]
+    results_file.write_text(json.dumps(data))
+    [record] = read_output(copy)
+    assert record.environment.versions_source == record.environment.hardware_source == "ingest"
+    assert record.environment.versions["torch"] and record.environment.hardware.cpu_count
 
 
 def test_environment_recorded_by_the_run_is_kept(outputs, tmp_path):
