@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import shutil
 import subprocess
@@ -201,7 +202,13 @@ def main() -> None:
         floor(dirs, args.floor_only)
         return
     print(f"building inputs in {args.work} ({args.layers} layers) ...", flush=True)
-    dirs = build_inputs(args.work, args.layers)
+    # Built in a child process: a child's peak RSS (wait4) counts what it inherited at fork, so the
+    # measuring process must stay small.
+    builder = multiprocessing.get_context("spawn").Process(target=build_inputs, args=(args.work, args.layers))
+    builder.start()
+    builder.join()
+    if builder.exitcode != 0:
+        raise SystemExit(f"building the inputs failed (exit {builder.exitcode})")
     size = sum(f.stat().st_size for f in dirs["vlm"].glob("*.safetensors"))
     print(f"each checkpoint: {size / 1e9:.2f} GB bf16 in {len(list(dirs['vlm'].glob('*.safetensors')))} shards")
     mergekit_yaml = shutil.which("mergekit-yaml") or str(Path(sys.executable).parent / "mergekit-yaml")

@@ -29,11 +29,11 @@ VLM_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("{{ IMAGE }}", "{{ '" + QWEN_IMAGE + "
 class Sizes:
     """Dimensions of the family (the LLMs and the VLM's language model share the text ones)."""
 
-    hidden: int = 256
+    hidden: int = 192
     layers: int = 4
     heads: int = 4
     kv_heads: int = 2
-    intermediate: int = 768
+    intermediate: int = 576
     vision_hidden: int = 128
     vision_depth: int = 3
     vision_heads: int = 4

@@ -19,6 +19,7 @@ answer-format instruction), with or without lmms-eval's default system prompt.
 
 from __future__ import annotations
 
+import io
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,10 +75,20 @@ def text_reading(item: Item, rng: Rng) -> Example:
     return Example(chat(user, rng), answer_text(description(item), item.answer))
 
 
+def jpeg(image: Image.Image, quality: int) -> Image.Image:
+    """The image after a JPEG round trip (lmms-eval's Qwen2-VL backends send JPEG, quality 85)."""
+    buffer = io.BytesIO()
+    image.convert("RGB").save(buffer, format="JPEG", quality=quality)
+    return Image.open(io.BytesIO(buffer.getvalue())).convert("RGB")
+
+
 def image_reading(item: Item, rng: Rng) -> Example:
-    """A perception item with its image: the model states what it sees, then answers."""
+    """A perception item with its image: the model states what it sees, then answers. Half of the
+    images go through JPEG at a random quality, so both PIL and JPEG-encoding evaluators see familiar
+    pixels."""
     user = [{"type": "image"}, {"type": "text", "text": prompt_text(item.question, item.answer_type)}]
-    return Example(chat(user, rng), answer_text(description(item), item.answer), image=item.image)
+    image = item.image if rng.randint(0, 1) else jpeg(item.image, rng.randint(60, 95))
+    return Example(chat(user, rng), answer_text(description(item), item.answer), image=image)
 
 
 def counting(rng: Rng) -> Example:

@@ -1,0 +1,132 @@
+"""The shipped tiny-world checkpoints: they load with the Auto classes, generate, and behave as trained.
+
+Fast: a few probe items per model (the full numbers are in models/tiny-world/eval.json and the slow
+test retrains and re-evaluates everything).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import transformers as T
+
+from harness_ext.tiny_world import data, evaluate
+from mvlm_tasks.probe import PERCEPTION_CATEGORIES, generate_probe
+from mvlm_tasks.probe.text_reasoning import operand_key
+
+ROOT = Path(__file__).resolve().parents[1]
+MODELS = ROOT / "models" / "tiny-world"
+RECIPE = ROOT / "recipes" / "tiny-world.yaml"
+N = 24  # items per split in the quick checks (categories take turns: 6 per category)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def shipped_eval() -> dict:
+    return json.loads((MODELS / "eval.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["base", "reasoning"])
+def test_llms_load_and_generate(name):
+    path = MODELS / name
+    assert (path / "model.safetensors").stat().st_size < 16 * 2**20
+    model = T.AutoModelForCausalLM.from_pretrained(path)
+    tokenizer = T.AutoTokenizer.from_pretrained(path)
+    assert isinstance(model, T.Qwen2ForCausalLM)
+    answers = evaluate.answer_text(model.float(), tokenizer, ["What is 12 plus 30?\nAnswer with a single integer."])
+    assert "Answer:" in answers[0], answers  # the trained answer format
+
+
+def test_vlm_loads_with_auto_classes_and_generates():
+    model = T.AutoModelForImageTextToText.from_pretrained(MODELS / "vlm")
+    processor = T.AutoProcessor.from_pretrained(MODELS / "vlm")
+    assert isinstance(model, T.Qwen2VLForConditionalGeneration)
+    item = generate_probe("perception", 1)[0]
+    messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]}]
+    prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    inputs = processor(text=[prompt], images=[item.image], return_tensors="pt")
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 16
+    output = model.generate(**inputs, max_new_tokens=32, do_sample=False)
+    text = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
+    assert "Answer:" in text, text  # the trained answer format
+
+
+def test_family_shares_one_vocabulary_and_language_architecture():
+    base = T.AutoConfig.from_pretrained(MODELS / "base")
+    reasoning = T.AutoConfig.from_pretrained(MODELS / "reasoning")
+    vlm = T.AutoConfig.from_pretrained(MODELS / "vlm").text_config
+    for key in ("hidden_size", "num_hidden_layers", "intermediate_size", "num_attention_heads",
+                "num_key_value_heads", "vocab_size"):
+        assert getattr(base, key) == getattr(reasoning, key) == getattr(vlm, key), key
+    tokenizers = [T.AutoTokenizer.from_pretrained(MODELS / name) for name in ("base", "reasoning", "vlm")]
+    assert tokenizers[0].get_vocab() == tokenizers[1].get_vocab() == tokenizers[2].get_vocab()
+    assert tokenizers[0].tokenize("123") == ["1", "2", "3"]
+
+
+def _agreement(fresh: dict, recorded: dict) -> float:
+    verdicts = fresh["verdicts"]
+    return sum(a == b for a, b in zip(verdicts, recorded["verdicts"])) / len(verdicts)
+
+
+def test_shipped_models_reproduce_their_recorded_verdicts(shipped_eval):
+    """The first items of each split, re-evaluated, agree with eval.json item by item (batches of a
+    different make-up may flip a rare near-tie, hence not exact equality)."""
+    reasoning, tokenizer = evaluate.load_llm(MODELS / "reasoning")
+    vlm, processor = evaluate.load_vlm(MODELS / "vlm")
+    merged, _ = evaluate.merged_vlm(RECIPE)
+    checks = [("reasoning (text)", evaluate.eval_text_model(reasoning, tokenizer, n=N)),
+              ("vlm", evaluate.eval_vlm_model(vlm, processor, n=N)),
+              ("recipe", evaluate.eval_vlm_model(merged, processor, n=N))]
+    for name, fresh in checks:
+        for split in ("perception", "reasoning"):
+            assert _agreement(fresh[split], shipped_eval[name][split]) >= 0.9, (name, split)
+
+
+def test_recorded_accuracies_show_what_each_model_learned(shipped_eval):
+    """Reasoning fine-tuning taught arithmetic (text items, against the base); the VLM names colours
+    above chance (4 choices); every recorded entry covers the full splits."""
+    text_reasoning = shipped_eval["reasoning (text)"]["reasoning"]["acc"]
+    assert text_reasoning >= shipped_eval["base (text)"]["reasoning"]["acc"] + 15
+    assert shipped_eval["vlm"]["perception"]["by_category"]["colour"] > 25
+    for entry in shipped_eval.values():
+        if isinstance(entry, dict) and "perception" in entry:
+            assert entry["perception"]["n"] == entry["reasoning"]["n"] == shipped_eval["n_per_split"]
+            assert len(entry["reasoning"]["verdicts"]) == entry["reasoning"]["n"]
+
+
+def test_training_data_keeps_the_roles_apart():
+    """VLM data: perception categories only; reasoning data: no evaluation operand pair; no eval scene."""
+    items = data.vlm_items(400, 7)
+    assert {item.category for item in items} == set(PERCEPTION_CATEGORIES)
+    eval_scenes = {item.scene for split in ("perception", "reasoning") for item in generate_probe(split)}
+    assert not eval_scenes & {item.scene for item in items}
+    examples = data.reasoning_examples(400, 7, replay=0.2, scratch_share=0.3)
+    eval_keys = {operand_key(i.category, i.operands) for i in generate_probe("reasoning")}
+    problems = data.generate_text_reasoning(400, 7)
+    assert not eval_keys & {operand_key(p.category, p.operands) for p in problems}
+    assert all("Answer:" in ex.target or ex.plain for ex in examples)
+
+
+@pytest.mark.slow
+def test_retraining_from_scratch_reproduces_the_shipped_accuracies(tmp_path, shipped_eval):
+    """The training script, default config and seed, reproduces eval.json within a few points.
+
+    Takes about as long as the training time recorded in models/tiny-world/train_config.json.
+    """
+    from harness_ext.tiny_world import train
+
+    train.main(["--out", str(tmp_path), "--quiet"])
+    fresh = evaluate.evaluate_family(tmp_path, samples=0)  # the shipped recipe, on the fresh family
+    for model in ("base (text)", "reasoning (text)", "vlm", "recipe"):
+        for split in ("perception", "reasoning"):
+            assert fresh[model][split]["acc"] == pytest.approx(shipped_eval[model][split]["acc"], abs=6), (model, split)
