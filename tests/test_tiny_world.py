@@ -117,6 +117,26 @@ def test_training_data_keeps_the_roles_apart():
     assert all("Answer:" in ex.target or ex.plain for ex in examples)
 
 
+def test_training_script_runs_every_stage_and_writes_a_card(tmp_path):
+    """A few steps of each stage on a shrunken family: checkpoints, log, evaluation and card."""
+    from harness_ext.tiny_world import build, card, train
+
+    config = train.parse_overrides(
+        [f"{stage}.{key}={value}" for stage in ("base", "reasoning", "vlm")
+         for key, value in (("steps", 3), ("examples", 64), ("batch", 4), ("warmup", 1))]
+        + ["sizes.hidden=64", "sizes.intermediate=128", "sizes.vision_hidden=32", "sizes.vision_depth=1"],
+        train.TrainConfig())
+    summary = train.train_all(config, tmp_path, quiet=True)
+    assert set(summary["seconds"]) == {"base", "reasoning", "vlm", "total"}
+    log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["step"]) for r in log] == [("base", 3), ("reasoning", 3), ("vlm", 3)]
+    assert T.AutoConfig.from_pretrained(tmp_path / "vlm").text_config.hidden_size == 64
+    results = evaluate.evaluate_family(tmp_path, n=4, sweep=evaluate.SWEEP[:1], samples=0)
+    build.write_json(tmp_path / "eval.json", results)
+    text = card.render(tmp_path)
+    assert "| reasoning | 3 | 4 |" in text and "merged: linear vlm_weight=0.9" in text
+
+
 @pytest.mark.slow
 def test_retraining_from_scratch_reproduces_the_shipped_accuracies(tmp_path, shipped_eval):
     """The training script, default config and seed, reproduces eval.json within a few points.
