@@ -100,10 +100,15 @@ class FamilySpec:
     named_tokens: tuple[tuple[str, str], ...] = ()
 
 
+def mrope_section(hidden: int, heads: int) -> list[int]:
+    """Qwen2-VL's temporal/height/width split of the rotary half-dimension for a head size."""
+    half = hidden // heads // 2
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
+
 def _qwen_vl(config_cls, model_cls, processor_cls, image_proc_cls, video_proc_cls):
     def build(sizes: TinySizes, tok: T.PreTrainedTokenizerFast, vocab: int):
-        half = sizes.hidden // sizes.heads // 2
-        section = [half - 2 * (half // 3), half // 3, half // 3]
+        section = mrope_section(sizes.hidden, sizes.heads)
         ids = {t: tok.convert_tokens_to_ids(t) for t in ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>",
                                                         "<|vision_end|>")}
         text = _text_config("qwen2", sizes, vocab, tok, rope_scaling={"type": "mrope", "mrope_section": section})

@@ -17,7 +17,7 @@ import torch
 import transformers as T
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS
+from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
 
 BASE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SPECIAL_TOKENS = BASE_SPECIALS + list(QWEN_TOKENS)
@@ -81,17 +81,12 @@ def build_llm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int) -> 
     return T.Qwen2ForCausalLM(T.Qwen2Config(**text_config(sizes, tokenizer)))
 
 
-def mrope_section(sizes: Sizes) -> list[int]:
-    """Temporal/height/width split of the rotary half-dimension (as merge_models.tiny sizes it)."""
-    half = sizes.hidden // sizes.heads // 2
-    return [half - 2 * (half // 3), half // 3, half // 3]
-
-
 def build_vlm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int
               ) -> tuple[T.Qwen2VLForConditionalGeneration, T.Qwen2VLProcessor]:
     """A Qwen2-VL with a freshly initialised vision tower; load the language model separately."""
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in QWEN_TOKENS}
-    text = text_config(sizes, tokenizer, rope_scaling={"type": "mrope", "mrope_section": mrope_section(sizes)})
+    rope = {"type": "mrope", "mrope_section": mrope_section(sizes.hidden, sizes.heads)}
+    text = text_config(sizes, tokenizer, rope_scaling=rope)
     vision = dict(depth=sizes.vision_depth, embed_dim=sizes.vision_hidden, hidden_size=sizes.hidden,
                   num_heads=sizes.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
                   temporal_patch_size=2, in_chans=3, out_hidden_size=sizes.hidden)
