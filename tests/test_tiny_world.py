@@ -55,7 +55,7 @@ def test_vlm_loads_with_auto_classes_and_generates():
     messages = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": item.question}]}]
     prompt = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
     inputs = processor(text=[prompt], images=[item.image], return_tensors="pt")
-    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 16
+    assert int((inputs["input_ids"] == model.config.image_token_id).sum()) == 64  # 7-px patches, 2x2 merge
     output = model.generate(**inputs, max_new_tokens=32, do_sample=False)
     text = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True)[0]
     assert "Answer:" in text, text  # the trained answer format
@@ -94,10 +94,11 @@ def test_shipped_models_reproduce_their_recorded_verdicts(shipped_eval):
 
 def test_recorded_accuracies_show_what_each_model_learned(shipped_eval):
     """Reasoning fine-tuning taught arithmetic (text items, against the base); the VLM names colours
-    above chance (4 choices); every recorded entry covers the full splits."""
+    above chance (4 choices) and reads most words; every recorded entry covers the full splits."""
     text_reasoning = shipped_eval["reasoning (text)"]["reasoning"]["acc"]
     assert text_reasoning >= shipped_eval["base (text)"]["reasoning"]["acc"] + 15
     assert shipped_eval["vlm"]["perception"]["by_category"]["colour"] > 25
+    assert shipped_eval["vlm"]["perception"]["by_category"]["read_word"] > 50
     for entry in shipped_eval.values():
         if isinstance(entry, dict) and "perception" in entry:
             assert entry["perception"]["n"] == entry["reasoning"]["n"] == shipped_eval["n_per_split"]
@@ -124,12 +125,13 @@ def test_training_script_runs_every_stage_and_writes_a_card(tmp_path):
     config = train.parse_overrides(
         [f"{stage}.{key}={value}" for stage in ("base", "reasoning", "vlm")
          for key, value in (("steps", 3), ("examples", 64), ("batch", 4), ("warmup", 1))]
-        + ["sizes.hidden=64", "sizes.intermediate=128", "sizes.vision_hidden=32", "sizes.vision_depth=1"],
+        + ["vlm.extra.vision_steps=3", "sizes.hidden=64", "sizes.intermediate=128", "sizes.vision_hidden=32",
+           "sizes.vision_depth=1"],
         train.TrainConfig())
     summary = train.train_all(config, tmp_path, quiet=True)
     assert set(summary["seconds"]) == {"base", "reasoning", "vlm", "total"}
     log = [json.loads(line) for line in (tmp_path / "training_log.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["step"]) for r in log] == [("base", 3), ("reasoning", 3), ("vlm", 3)]
+    assert [(r["stage"], r["step"]) for r in log] == [("base", 3), ("reasoning", 3), ("vlm-vision", 3), ("vlm", 3)]
     assert T.AutoConfig.from_pretrained(tmp_path / "vlm").text_config.hidden_size == 64
     results = evaluate.evaluate_family(tmp_path, n=4, sweep=evaluate.SWEEP[:1], samples=0)
     build.write_json(tmp_path / "eval.json", results)
@@ -150,3 +152,50 @@ def test_retraining_from_scratch_reproduces_the_shipped_accuracies(tmp_path, shi
     for model in ("base (text)", "reasoning (text)", "vlm", "recipe"):
         for split in ("perception", "reasoning"):
             assert fresh[model][split]["acc"] == pytest.approx(shipped_eval[model][split]["acc"], abs=6), (model, split)
+
+
+def test_scene_labels_name_what_is_drawn():
+    """The tower's auxiliary targets: characters of each text mark left to right, shape kind, colour, count."""
+    from harness_ext.tiny_world import scene_head
+    from mvlm_tasks.probe import generate_training_items
+
+    none_char = len(scene_head.CHARACTERS)
+    for item in generate_training_items("perception", 40, 3) + generate_training_items("sum", 10, 3):
+        labels = scene_head.scene_labels(item)
+        assert len(labels) == len(scene_head.LABEL_SIZES)
+        assert all(0 <= label < size for label, size in zip(labels, scene_head.LABEL_SIZES))
+        chars = "".join(scene_head.CHARACTERS[c] for c in labels[:10] if c != none_char)
+        words = item.text_question.split(".")[0]
+        if item.category in ("read_word", "sum"):
+            assert chars and all(ch in words for ch in chars)
+        if item.category == "count":
+            count, colour = item.text_question.split()[3:5]
+            assert labels[-1] == int(count) and scene_head.COLOURS[labels[-2]] == colour
+        if item.category == "colour":
+            assert scene_head.COLOURS[labels[-2]] == item.text_question.split()[4]
+    pair = generate_training_items("sum", 1, 5)[0]
+    left, right = pair.operands
+    labels = scene_head.scene_labels(pair)
+    decode = lambda slot: "".join(scene_head.CHARACTERS[c] for c in slot if c != none_char)  # noqa: E731
+    assert (decode(labels[:5]), decode(labels[5:10])) == (str(left), str(right))
+
+
+def test_scene_head_is_dropped_from_the_saved_vlm(tmp_path):
+    """Training wraps the VLM with a scene head; what is saved is a plain Qwen2-VL (no head weights)."""
+    from harness_ext.tiny_world import build, scene_head
+
+    sizes = build.Sizes(hidden=64, intermediate=128, vision_hidden=32, vision_depth=1)
+    tokenizer = T.AutoTokenizer.from_pretrained(MODELS / "base")
+    vlm, processor = build.build_vlm(sizes, tokenizer, 0)
+    wrapped = scene_head.SceneSupervisedVLM(vlm, build.image_tokens(sizes), 1.0)
+    wrapped.vision_only = True
+    item = data.vlm_items(2, 9)
+    batch = dict(processor.image_processor(images=[i.image for i in item], return_tensors="pt"))
+    loss = wrapped(scene_labels=torch.tensor([scene_head.scene_labels(i) for i in item]), **batch).loss
+    loss.backward()
+    assert loss.item() > 0 and vlm.model.visual.patch_embed.proj.weight.grad is not None
+    bare = wrapped.detach()
+    build.save_vlm(bare, processor, tmp_path / "vlm", torch.float32)
+    reloaded = T.AutoModelForImageTextToText.from_pretrained(tmp_path / "vlm")
+    assert set(reloaded.state_dict()) == set(bare.state_dict())
+    assert not any("head." in key and "lm_head" not in key for key in reloaded.state_dict())

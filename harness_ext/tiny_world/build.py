@@ -21,7 +21,7 @@ from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_sect
 
 BASE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SPECIAL_TOKENS = BASE_SPECIALS + list(QWEN_TOKENS)
-IMAGE_PIXELS = dict(min_pixels=56 * 56, max_pixels=112 * 112)  # probe images are 112x112: 16 image tokens
+IMAGE_PIXELS = dict(min_pixels=56 * 56, max_pixels=112 * 112)  # probe images are 112x112, never resized
 VLM_CHAT_TEMPLATE = CHAT_TEMPLATE.replace("{{ IMAGE }}", "{{ '" + QWEN_IMAGE + "' }}")
 
 
@@ -37,6 +37,8 @@ class Sizes:
     vision_hidden: int = 128
     vision_depth: int = 3
     vision_heads: int = 4
+    vision_patch: int = 7  # 14-px patches never learned to read the 15x21-px glyphs; 7-px ones do
+    vision_merge: int = 2  # 2x2 patches per image token: a 112x112 image is 64 tokens
     vocab: int = 768  # BPE target; the embedding is padded to a multiple of 64
 
     def as_dict(self) -> dict[str, int]:
@@ -88,17 +90,23 @@ def build_vlm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int
     rope = {"type": "mrope", "mrope_section": mrope_section(sizes.hidden, sizes.heads)}
     text = text_config(sizes, tokenizer, rope_scaling=rope)
     vision = dict(depth=sizes.vision_depth, embed_dim=sizes.vision_hidden, hidden_size=sizes.hidden,
-                  num_heads=sizes.vision_heads, mlp_ratio=2, patch_size=14, spatial_merge_size=2,
+                  num_heads=sizes.vision_heads, mlp_ratio=2, patch_size=sizes.vision_patch,
+                  spatial_merge_size=sizes.vision_merge,
                   temporal_patch_size=2, in_chans=3, out_hidden_size=sizes.hidden)
     config = T.Qwen2VLConfig(text_config=text, vision_config=vision, image_token_id=ids["<|image_pad|>"],
                              video_token_id=ids["<|video_pad|>"], vision_start_token_id=ids["<|vision_start|>"],
                              vision_end_token_id=ids["<|vision_end|>"], tie_word_embeddings=False)
     torch.manual_seed(seed)
     model = T.Qwen2VLForConditionalGeneration(config)
-    processor = T.Qwen2VLProcessor(image_processor=T.Qwen2VLImageProcessor(**IMAGE_PIXELS), tokenizer=tokenizer,
-                                   video_processor=T.Qwen2VLVideoProcessor(**IMAGE_PIXELS),
-                                   chat_template=VLM_CHAT_TEMPLATE)
+    grid = dict(patch_size=sizes.vision_patch, merge_size=sizes.vision_merge, **IMAGE_PIXELS)
+    processor = T.Qwen2VLProcessor(image_processor=T.Qwen2VLImageProcessor(**grid), tokenizer=tokenizer,
+                                   video_processor=T.Qwen2VLVideoProcessor(**grid), chat_template=VLM_CHAT_TEMPLATE)
     return model, processor
+
+
+def image_tokens(sizes: Sizes, image_size: int = 112) -> int:
+    """Image tokens per square image of `image_size` px (after the 2D patch merge)."""
+    return (image_size // (sizes.vision_patch * sizes.vision_merge)) ** 2
 
 
 def language_model(vlm: T.Qwen2VLForConditionalGeneration) -> torch.nn.Module:

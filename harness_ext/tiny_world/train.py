@@ -22,7 +22,7 @@ from typing import Any, Callable, Iterator
 import torch
 import transformers as T
 
-from harness_ext.tiny_world import build, data
+from harness_ext.tiny_world import build, data, scene_head
 from harness_ext.tiny_world.data import Example
 
 
@@ -49,8 +49,9 @@ class TrainConfig:
     base: Stage = Stage(steps=2500, batch=32, lr=2e-3, examples=40000)
     reasoning: Stage = Stage(steps=3000, batch=32, lr=1e-3, examples=40000,
                              extra={"replay": 0.2, "scratch_share": 0.3, "train_embeddings": False})
-    vlm: Stage = Stage(steps=3000, batch=32, lr=1e-3, examples=40000,
-                       extra={"lm_lr": 1e-4, "lm_frozen_steps": 0, "train_embeddings": False})
+    vlm: Stage = Stage(steps=1500, batch=32, lr=1e-3, examples=40000,
+                       extra={"lm_lr": 2e-4, "lm_frozen_steps": 0, "train_embeddings": False,
+                              "vision_steps": 1500, "scene_weight": 1.0})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -221,27 +222,46 @@ def train_reasoning(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.
 
 def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTrainedTokenizerFast, log
               ) -> tuple[T.Qwen2VLForConditionalGeneration, T.Qwen2VLProcessor, float]:
+    """The VLM: its language model starts as the base LLM; the tower is first pretrained alone on the scene
+    head (`vision_steps`), then the whole VLM trains on the language loss plus `scene_weight` x scene loss."""
     stage = config.vlm
     extra = stage.extra
     model, processor = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
     build.copy_llm_into_vlm(model, base)
     seed = config.seed + 2
     items = data.vlm_items(stage.examples, seed)
-    indices = order(len(items), seed)
+    labels = torch.tensor([scene_head.scene_labels(item) for item in items])
+    supervised = scene_head.SceneSupervisedVLM(model, build.image_tokens(config.sizes), extra["scene_weight"])
 
-    def next_batch() -> dict[str, torch.Tensor]:
-        chosen = [next(indices) for _ in range(stage.batch)]
-        return encode_vlm_batch(processor, [data.vlm_example(items[i], i, seed) for i in chosen])
+    def batches(order_seed: int, vision_only: bool) -> Callable[[], dict[str, torch.Tensor]]:
+        indices = order(len(items), order_seed)
 
-    vision = list(model.model.visual.parameters())
+        def next_batch() -> dict[str, torch.Tensor]:
+            chosen = [next(indices) for _ in range(stage.batch)]
+            if vision_only:
+                batch = dict(processor.image_processor(images=[items[i].image for i in chosen], return_tensors="pt"))
+            else:
+                batch = encode_vlm_batch(processor, [data.vlm_example(items[i], i, seed) for i in chosen])
+            return {**batch, "scene_labels": labels[chosen]}
+
+        return next_batch
+
+    vision = list(model.model.visual.parameters()) + list(supervised.head.parameters())
+    seconds = 0.0
+    if extra["vision_steps"]:
+        supervised.vision_only = True
+        pretrain = replace(stage, steps=extra["vision_steps"])
+        seconds += run_stage("vlm-vision", supervised, [{"params": vision, "lr": stage.lr}], pretrain,
+                             batches(seed + 1, vision_only=True), log)
+        supervised.vision_only = False
     language = _split_params(model.model.language_model, extra["train_embeddings"])
     model.lm_head.weight.requires_grad_(extra["train_embeddings"])
     if extra["train_embeddings"]:
         language.append(model.lm_head.weight)
     groups = [{"params": vision, "lr": stage.lr}, {"params": language, "lr": extra["lm_lr"]}]
-    seconds = run_stage("vlm", model, groups, stage, next_batch, log,
-                        freeze_until={1: extra["lm_frozen_steps"]})
-    return model, processor, seconds
+    seconds += run_stage("vlm", supervised, groups, stage, batches(seed, vision_only=False), log,
+                         freeze_until={1: extra["lm_frozen_steps"]})
+    return supervised.detach(), processor, seconds
 
 
 # ---------------------------------------------------------------------------------------------
