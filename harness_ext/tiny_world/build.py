@@ -18,6 +18,7 @@ import transformers as T
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
+from mvlm_tasks.probe.scenes import IMAGE_SIZE
 
 BASE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SPECIAL_TOKENS = BASE_SPECIALS + list(QWEN_TOKENS)
@@ -104,9 +105,9 @@ def build_vlm(sizes: Sizes, tokenizer: T.PreTrainedTokenizerFast, seed: int
     return model, processor
 
 
-def image_tokens(sizes: Sizes, image_size: int = 112) -> int:
-    """Image tokens per square image of `image_size` px (after the 2D patch merge)."""
-    return (image_size // (sizes.vision_patch * sizes.vision_merge)) ** 2
+def image_tokens(sizes: Sizes) -> int:
+    """Image tokens per probe image (IMAGE_SIZE px square, after the 2D patch merge)."""
+    return (IMAGE_SIZE // (sizes.vision_patch * sizes.vision_merge)) ** 2
 
 
 def language_model(vlm: T.Qwen2VLForConditionalGeneration) -> torch.nn.Module:

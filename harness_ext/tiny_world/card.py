@@ -53,11 +53,11 @@ items (`mvlm_tasks.probe`) are excluded from training by scene and by operands.
 | `vlm/` | `Qwen2VLForConditionalGeneration`, language model initialised from `base/` | images: read the number or word, name the colour, count the shapes; no arithmetic |
 
 Language model: hidden {sizes['hidden']}, {sizes['layers']} layers, {sizes['heads']} heads ({sizes['kv_heads']} KV),
-MLP {sizes['intermediate']}; vision tower: {sizes['vision_depth']} blocks of width {sizes['vision_hidden']}, {sizes.get('vision_patch', 14)}-px patches
-merged {sizes.get('vision_merge', 2)}x{sizes.get('vision_merge', 2)} into image tokens. The tower is first pretrained alone for
-{config['vlm']['extra'].get('vision_steps', 0)} steps on an auxiliary scene head (`harness_ext/tiny_world/scene_head.py`: the characters,
+MLP {sizes['intermediate']}; vision tower: {sizes['vision_depth']} blocks of width {sizes['vision_hidden']}, {sizes['vision_patch']}-px patches
+merged {sizes['vision_merge']}x{sizes['vision_merge']} into image tokens. The tower is first pretrained alone for
+{config['vlm']['extra']['vision_steps']} steps on an auxiliary scene head (`harness_ext/tiny_world/scene_head.py`: the characters,
 shape kind, colour and count drawn in each training image), then the VLM trains on its answers with that
-head's loss added (weight {config['vlm']['extra'].get('scene_weight', 0):g}); the head is dropped before saving. One byte-level
+head's loss added (weight {config['vlm']['extra']['scene_weight']:g}); the head is dropped before saving. One byte-level
 BPE vocabulary with single-digit tokens is shared by all three. Embeddings and `lm_head` are frozen after
 the base stage, so the recipe's default exclusion of them loses nothing. Every answer states the facts
 and then the answer (`The image shows ... Answer: 42`): the VLM learns to write the facts from the

@@ -24,7 +24,8 @@ CHARACTERS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 TEXT_SLOTS = 2  # text marks per scene, left to right
 CHARS_PER_SLOT = 5  # the longest probe word has five letters
 COLOURS = tuple(SHAPE_COLOURS)
-# classes per label; the last class of each means "none in this scene"
+# classes per label: for characters, kind and colour the last class means "none in this scene"; the count
+# label is the number of shapes, 0 to COUNT_RANGE[1]
 LABEL_SIZES = ([len(CHARACTERS) + 1] * (TEXT_SLOTS * CHARS_PER_SLOT)
                + [len(SHAPE_KINDS) + 1, len(COLOURS) + 1, COUNT_RANGE[1] + 1])
 
@@ -38,7 +39,7 @@ def scene_labels(item: Item) -> list[int]:
     """One class index per label of LABEL_SIZES, read off the item's scene."""
     n_chars = TEXT_SLOTS * CHARS_PER_SLOT
     labels = [size - 1 for size in LABEL_SIZES]
-    labels[-1] = 0  # shape count: zero shapes
+    labels[-1] = 0  # no shapes
     texts = sorted((m for m in item.scene.marks if isinstance(m, TextMark)), key=lambda m: m.x)
     for slot, mark in enumerate(texts[:TEXT_SLOTS]):
         for position, char in enumerate(mark.text[:CHARS_PER_SLOT]):
