@@ -105,6 +105,20 @@ def test_recorded_accuracies_show_what_each_model_learned(shipped_eval):
             assert len(entry["reasoning"]["verdicts"]) == entry["reasoning"]["n"]
 
 
+def test_facts_measure_separates_misreading_from_miscomputing():
+    """Facts and answer are judged apart: the scene's facts word for word with a wrong answer is facts
+    right, answer wrong; a misread number with the right answer is the reverse; `facts` is a percent."""
+    items = generate_probe("reasoning", 4)[:3]  # sum, difference, larger: two-number scenes
+    right_facts = data.answer_text(data.description(items[0]), "0")
+    left, right = items[1].operands
+    misread = data.answer_text(data.description(items[1]).replace(f"{left} on the left", f"{left + 1} on the left"),
+                               items[1].answer)
+    scored = evaluate.score(items, [right_facts, misread, data.answer_text(data.description(items[2]), items[2].answer)])
+    assert [evaluate.states_facts(i, a) for i, a in zip(items, [right_facts, misread])] == [True, False]
+    assert scored["facts"] == pytest.approx(100 * 2 / 3, abs=0.1)
+    assert scored["verdicts"] == "011"
+
+
 def test_training_data_keeps_the_roles_apart():
     """VLM data: perception categories only; reasoning data: no evaluation operand pair; no eval scene."""
     items = data.vlm_items(400, 7)

@@ -16,8 +16,10 @@ ROWS = [("base (text)", "base LLM, text questions"), ("reasoning (text)", "reaso
 
 
 def accuracy_table(results: dict[str, Any]) -> str:
-    """Markdown table: perception and reasoning probe accuracy of each model, then the sweep rows."""
-    lines = ["| model | perception | reasoning | by category (perception; reasoning) |", "|---|---:|---:|---|"]
+    """Markdown table: perception and reasoning probe accuracy of each model, the % of its answers that
+    state the scene's facts right, then the sweep rows."""
+    lines = ["| model | perception | reasoning | facts right (perception / reasoning) | by category (perception; reasoning) |",
+             "|---|---:|---:|---:|---|"]
     names = [(key, label) for key, label in ROWS if key in results]
     names += [(key, f"merged: {key}") for key, value in results.items()
               if isinstance(value, dict) and "perception" in value and key not in dict(ROWS)]
@@ -25,7 +27,8 @@ def accuracy_table(results: dict[str, Any]) -> str:
         value = results[key]
         categories = "; ".join(", ".join(f"{k} {v:g}" for k, v in value[split]["by_category"].items())
                                for split in ("perception", "reasoning"))
-        lines.append(f"| {label} | {value['perception']['acc']:.1f} | {value['reasoning']['acc']:.1f} | {categories} |")
+        facts = f"{value['perception']['facts']:.1f} / {value['reasoning']['facts']:.1f}"
+        lines.append(f"| {label} | {value['perception']['acc']:.1f} | {value['reasoning']['acc']:.1f} | {facts} | {categories} |")
     return "\n".join(lines)
 
 

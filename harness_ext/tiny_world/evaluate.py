@@ -24,7 +24,7 @@ from typing import Any, Iterable
 import torch
 import transformers as T
 
-from harness_ext.tiny_world.data import SYSTEM_PROMPT
+from harness_ext.tiny_world.data import SYSTEM_PROMPT, description
 from mvlm_tasks.probe import Item, generate_probe
 from mvlm_tasks.suite.probe import doc_to_text, process_results
 
@@ -95,18 +95,26 @@ def answer_images(model, processor, prompts: list[str], images: list[Any],
     return answers
 
 
+def states_facts(item: Item, answer: str) -> bool:
+    """Whether `answer` opens with the item's scene description, word for word: the model said what the
+    image shows before answering (every tiny-world model is trained to)."""
+    return answer.startswith(description(item))
+
+
 def score(items: list[Item], answers: list[str]) -> dict[str, Any]:
-    """Accuracy overall and per category, scored exactly as the lmms-eval probe task scores, and the
-    per-item verdicts in item order ("1" correct, "0" wrong)."""
+    """Accuracy overall and per category, scored exactly as the lmms-eval probe task scores; `facts`, the
+    % of answers that state the scene's facts right (`states_facts`), which separates misreading from
+    miscomputing; and the per-item verdicts in item order ("1" correct, "0" wrong)."""
     per: dict[str, list[bool]] = defaultdict(list)
-    flat = []
+    flat, facts = [], []
     for item, answer in zip(items, answers):
         correct = bool(process_results(_doc(item), [answer])["mvlm_acc"]["correct"])
         per[item.category].append(correct)
         flat.append(correct)
+        facts.append(states_facts(item, answer))
     return {"acc": round(100 * sum(flat) / len(flat), 1),
             "by_category": {k: round(100 * sum(v) / len(v), 1) for k, v in per.items()}, "n": len(flat),
-            "verdicts": "".join("1" if c else "0" for c in flat)}
+            "facts": round(100 * sum(facts) / len(facts), 1), "verdicts": "".join("1" if c else "0" for c in flat)}
 
 
 def probe_items(split: str, n: int | None = None) -> list[Item]:
@@ -223,13 +231,14 @@ def evaluate_family(models: Path, n: int | None = None, sweep: list[tuple[str, d
 
 
 def summary_table(results: dict[str, Any]) -> dict[str, str]:
-    """One line per model: perception / reasoning accuracy and the per-category numbers."""
+    """One line per model: perception / reasoning accuracy, the % of answers stating the right facts per
+    split, and the per-category numbers."""
     lines = {}
     for name, value in results.items():
         if isinstance(value, dict) and "perception" in value:
             p, r = value["perception"], value["reasoning"]
             cats = " ".join(f"{k}={v:g}" for k, v in {**p["by_category"], **r["by_category"]}.items())
-            lines[name] = f"P {p['acc']:5.1f}  R {r['acc']:5.1f}  | {cats}"
+            lines[name] = f"P {p['acc']:5.1f}  R {r['acc']:5.1f}  facts P {p['facts']:5.1f} R {r['facts']:5.1f}  | {cats}"
     return lines
 
 
