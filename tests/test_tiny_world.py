@@ -110,7 +110,7 @@ def test_facts_measure_separates_misreading_from_miscomputing():
     right, answer wrong; a misread number with the right answer is the reverse; `facts` is a percent."""
     items = generate_probe("reasoning", 4)[:3]  # sum, difference, larger: two-number scenes
     right_facts = data.answer_text(data.description(items[0]), "0")
-    left, right = items[1].operands
+    left = items[1].operands[0]
     misread = data.answer_text(data.description(items[1]).replace(f"{left} on the left", f"{left + 1} on the left"),
                                items[1].answer)
     scored = evaluate.score(items, [right_facts, misread, data.answer_text(data.description(items[2]), items[2].answer)])
@@ -190,7 +190,7 @@ def test_scene_labels_name_what_is_drawn():
     pair = generate_training_items("sum", 1, 5)[0]
     left, right = pair.operands
     labels = scene_head.scene_labels(pair)
-    decode = lambda slot: "".join(scene_head.CHARACTERS[c] for c in slot if c != none_char)  # noqa: E731
+    decode = lambda slot: "".join(scene_head.CHARACTERS[c] for c in slot if c != none_char)
     assert (decode(labels[:5]), decode(labels[5:10])) == (str(left), str(right))
 
 

@@ -13,7 +13,6 @@ default unless `system_prompt=None`.
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import time

@@ -1,7 +1,7 @@
 """An auxiliary scene-classification loss for the VLM's vision tower, used only while training.
 
 A vision tower trained from scratch through the language-model loss alone learns colour but not to
-read: after 3000 steps the shipped VLM read 0% of the probe's numbers. Real VLMs start from a tower
+read: after 3000 steps the first released VLM read 0% of the probe's numbers. Real VLMs start from a tower
 pretrained on images; the tiny world gets the same effect cheaply by adding a linear head on the
 tower's merged output that classifies what is drawn (each character of up to two text marks, the
 shape kind, its colour and the shape count). The head is discarded after training; the checkpoint
@@ -15,14 +15,14 @@ from typing import Any
 
 import torch
 import transformers as T
-
 from mvlm_tasks.probe import Item
+from mvlm_tasks.probe.font import GLYPHS
 from mvlm_tasks.probe.render import SHAPE_KINDS, ShapeMark, TextMark
-from mvlm_tasks.probe.scenes import COUNT_RANGE, SHAPE_COLOURS
+from mvlm_tasks.probe.scenes import COUNT_RANGE, SHAPE_COLOURS, WORDS
 
-CHARACTERS = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+CHARACTERS = "".join(GLYPHS)  # every character the probe's font can draw
 TEXT_SLOTS = 2  # text marks per scene, left to right
-CHARS_PER_SLOT = 5  # the longest probe word has five letters
+CHARS_PER_SLOT = max(len(word) for word in WORDS)  # numbers are at most two digits
 COLOURS = tuple(SHAPE_COLOURS)
 # classes per label: for characters, kind and colour the last class means "none in this scene"; the count
 # label is the number of shapes, 0 to COUNT_RANGE[1]
