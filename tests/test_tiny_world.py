@@ -7,6 +7,7 @@ test retrains and re-evaluates everything).
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -130,6 +131,24 @@ def test_training_data_keeps_the_roles_apart():
     problems = data.generate_text_reasoning(400, 7)
     assert not eval_keys & {operand_key(p.category, p.operands) for p in problems}
     assert all("Answer:" in ex.target or ex.plain for ex in examples)
+
+
+def test_variant_knobs_restate_facts_and_read_pairs_without_arithmetic():
+    """restate_share: reasoning questions whose trained target is only the facts (the answer stays
+    untrained, the turn open); pair_share: one number of a two-number scene. Both off by default."""
+    assert all(ex.closed for ex in data.base_examples(200, 7))
+    restated = [ex for ex in data.base_examples(200, 7, restate_share=0.5) if not ex.closed]
+    assert len(restated) > 50
+    for example in restated:
+        assert example.target.startswith("The image shows") and "Answer" not in example.target
+        assert example.target in example.messages[-1]["content"]
+    assert {item.category for item in data.vlm_items(40, 7)} == set(PERCEPTION_CATEGORIES)
+    pairs = [item for item in data.vlm_items(40, 7, pair_share=0.25) if item.category == "read_pair"]
+    assert len(pairs) == 10
+    for item in pairs:
+        left, right = re.search(r"(\d+) on the left and (\d+) on the right", item.text_question).groups()
+        assert item.answer == (left if "on the left" in item.question else right)
+        assert item.text_question.endswith(item.question) and item.operands == ()
 
 
 def test_training_script_runs_every_stage_and_writes_a_card(tmp_path):

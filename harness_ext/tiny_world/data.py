@@ -20,7 +20,7 @@ answer-format instruction), with or without lmms-eval's default system prompt.
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PIL import Image
@@ -44,6 +44,7 @@ class Example:
     prefix: str = ""
     image: Image.Image | None = None
     plain: str | None = None  # a plain text document instead of a chat (trained on every token)
+    closed: bool = True  # the target ends the turn (<|im_end|> trained); False leaves what follows untrained
 
 
 def prompt_text(question: str, answer_type: str) -> str:
@@ -91,6 +92,21 @@ def image_reading(item: Item, rng: Rng) -> Example:
     return Example(chat(user, rng), answer_text(description(item), item.answer), image=image)
 
 
+def restating(item: Item, rng: Rng) -> Example:
+    """A reasoning item as text, trained only to restate the described facts (the answer is not trained):
+    a base that reads back what it is told whatever the question asks, never computing."""
+    return Example(chat(prompt_text(item.text_question, item.answer_type), rng), description(item), closed=False)
+
+
+def pair_reading(item: Item, rng: Rng) -> Item:
+    """A two-number scene asked for one of its numbers (reading, no arithmetic)."""
+    side = ("left", "right")[rng.randint(0, 1)]
+    question = f"What is the number on the {side} in the image?"
+    value = item.operands[0 if side == "left" else 1]
+    return replace(item, id=f"{item.id}-{side}", category="read_pair", question=question, answer=str(value),
+                   answer_type="integer", text_question=f"{description(item)} {question}", operands=())
+
+
 def counting(rng: Rng) -> Example:
     """A counting sequence such as "Count: 12 13 14 15." (number order, no arithmetic questions)."""
     start, length = rng.randint(0, 95), rng.randint(3, 8)
@@ -117,13 +133,21 @@ def reasoning(problem: TextProblem, rng: Rng, scratch_share: float) -> Example:
     return Example(chat(prompt_text(problem.question, "integer"), rng), answer_text(facts, problem.answer))
 
 
-def base_examples(n: int, seed: int) -> list[Example]:
-    """The base LLM's corpus: 85% text reading questions, 15% counting sequences."""
+def base_examples(n: int, seed: int, restate_share: float = 0.0) -> list[Example]:
+    """The base LLM's corpus: 85% text reading questions, 15% counting sequences; with `restate_share`,
+    that share of the reading questions is replaced by reasoning questions trained only to restate facts."""
     items = generate_training_items("perception", n, seed)
+    n_restate = int(n * restate_share)
+    restated = generate_training_items("reasoning", n_restate, seed + 3) if n_restate else []
     examples = []
     for i, item in enumerate(items):
         rng = Rng(f"tiny-world/base/{seed}/{i}")
-        examples.append(counting(rng) if rng.randint(0, 99) < 15 else text_reading(item, rng))
+        if rng.randint(0, 99) < 15:
+            examples.append(counting(rng))
+        elif i < n_restate:
+            examples.append(restating(restated[i], rng))
+        else:
+            examples.append(text_reading(item, rng))
     return examples
 
 
@@ -138,9 +162,13 @@ def reasoning_examples(n: int, seed: int, replay: float, scratch_share: float) -
     return [examples[i] for i in order]
 
 
-def vlm_items(n: int, seed: int) -> list[Item]:
-    """The VLM's perception training items (no arithmetic; disjoint from the evaluation scenes)."""
-    return generate_training_items("perception", n, seed)
+def vlm_items(n: int, seed: int, pair_share: float = 0.0) -> list[Item]:
+    """The VLM's perception training items (no arithmetic; disjoint from the evaluation scenes); with
+    `pair_share`, that share reads one number of a two-number scene."""
+    n_pairs = int(n * pair_share)
+    pairs = generate_training_items("sum", n_pairs, seed + 5) if n_pairs else []
+    read = [pair_reading(item, Rng(f"tiny-world/pair/{seed}/{i}")) for i, item in enumerate(pairs)]
+    return generate_training_items("perception", n - n_pairs, seed) + read
 
 
 def vlm_example(item: Item, index: int, seed: int) -> Example:

@@ -1,6 +1,7 @@
-"""Train the tiny-world family from a fixed seed on CPU: base LLM -> reasoning LLM, base LLM -> VLM.
+"""Train the tiny-world family from a fixed seed (on CPU by default): base LLM -> reasoning LLM, base LLM -> VLM.
 
     python -m harness_ext.tiny_world.train --out models/tiny-world [--eval]
+    python -m harness_ext.tiny_world.train --out DIR --set device='"cuda"'   # on a GPU: minutes, not bit-identical
 
 Writes `base/`, `reasoning/` and `vlm/` (safetensors, tokenizer, processor), `training_log.jsonl`
 (loss every few steps), `train_config.json` and, with --eval, `eval.json` (probe accuracies of the three
@@ -45,6 +46,7 @@ class TrainConfig:
     seed: int = 1234
     sizes: build.Sizes = build.Sizes()
     threads: int = 2
+    device: str = "cpu"  # where training runs; the shipped family was trained on CPU
     dtype: str = "bfloat16"  # dtype of the saved checkpoints (training is float32)
     base: Stage = Stage(steps=2500, batch=32, lr=2e-3, examples=40000)
     reasoning: Stage = Stage(steps=3000, batch=32, lr=1e-3, examples=40000,
@@ -69,7 +71,7 @@ def _response_ids(tokenizer: T.PreTrainedTokenizerFast, example: Example) -> tup
     """(untrained prefix ids, trained target ids + <|im_end|>)."""
     eos = tokenizer.convert_tokens_to_ids("<|im_end|>")
     prefix = tokenizer(example.prefix, add_special_tokens=False)["input_ids"] if example.prefix else []
-    target = tokenizer(example.target, add_special_tokens=False)["input_ids"] + [eos]
+    target = tokenizer(example.target, add_special_tokens=False)["input_ids"] + ([eos] if example.closed else [])
     return prefix, target
 
 
@@ -138,9 +140,9 @@ def order(n: int, seed: int) -> Iterator[int]:
 
 def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], stage: Stage,
               batches: Callable[[], dict[str, torch.Tensor]], log: Callable[[dict[str, Any]], None],
-              freeze_until: dict[int, int] | None = None) -> float:
-    """Train `model` for stage.steps steps of AdamW; returns seconds spent. `freeze_until` maps a
-    parameter group index to the step before which that group's learning rate is 0."""
+              freeze_until: dict[int, int] | None = None, device: str = "cpu") -> float:
+    """Train `model` for stage.steps steps of AdamW on `device`; returns seconds spent. `freeze_until` maps
+    a parameter group index to the step before which that group's learning rate is 0."""
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=stage.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     model.train()
@@ -151,7 +153,7 @@ def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], s
         for i, (group, lr) in enumerate(zip(optimizer.param_groups, base_lrs)):
             frozen = freeze_until is not None and step < freeze_until.get(i, 0)
             group["lr"] = 0.0 if frozen else lr * factor
-        batch = batches()
+        batch = {key: value.to(device) for key, value in batches().items()}
         loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -196,14 +198,14 @@ def _split_params(model: torch.nn.Module, train_embeddings: bool) -> list[torch.
 
 def train_base(config: TrainConfig, tokenizer: T.PreTrainedTokenizerFast, log) -> tuple[T.Qwen2ForCausalLM, float]:
     stage = config.base
-    model = build.build_llm(config.sizes, tokenizer, config.seed)
-    examples = data.base_examples(stage.examples, config.seed)
+    model = build.build_llm(config.sizes, tokenizer, config.seed).to(config.device)
+    examples = data.base_examples(stage.examples, config.seed, stage.extra.get("restate_share", 0.0))
     batches = _text_batches(tokenizer, examples, stage.batch, config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     other = [p for n, p in model.named_parameters() if p.ndim < 2]
     groups = [{"params": decay, "lr": stage.lr, "weight_decay": 0.01}, {"params": other, "lr": stage.lr,
                                                                          "weight_decay": 0.0}]
-    seconds = run_stage("base", model, groups, stage, batches, log)
+    seconds = run_stage("base", model, groups, stage, batches, log, device=config.device)
     return model, seconds
 
 
@@ -212,11 +214,13 @@ def train_reasoning(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.
     stage = config.reasoning
     model = T.Qwen2ForCausalLM(base.config)
     model.load_state_dict(base.state_dict())
+    model.to(config.device)
     extra = stage.extra
     examples = data.reasoning_examples(stage.examples, config.seed + 1, extra["replay"], extra["scratch_share"])
     batches = _text_batches(tokenizer, examples, stage.batch, config.seed + 1)
     params = _split_params(model, extra["train_embeddings"])
-    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log)
+    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log,
+                        device=config.device)
     return model, seconds
 
 
@@ -229,9 +233,10 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
     model, processor = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
     build.copy_llm_into_vlm(model, base)
     seed = config.seed + 2
-    items = data.vlm_items(stage.examples, seed)
+    items = data.vlm_items(stage.examples, seed, extra.get("pair_share", 0.0))
     labels = torch.tensor([scene_head.scene_labels(item) for item in items])
     supervised = scene_head.SceneSupervisedVLM(model, build.image_tokens(config.sizes), extra["scene_weight"])
+    supervised.to(config.device)
 
     def batches(order_seed: int, vision_only: bool) -> Callable[[], dict[str, torch.Tensor]]:
         indices = order(len(items), order_seed)
@@ -252,7 +257,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         supervised.vision_only = True
         pretrain = replace(stage, steps=extra["vision_steps"])
         seconds += run_stage("vlm-vision", supervised, [{"params": vision, "lr": stage.lr}], pretrain,
-                             batches(seed + 1, vision_only=True), log)
+                             batches(seed + 1, vision_only=True), log, device=config.device)
         supervised.vision_only = False
     language = _split_params(model.model.language_model, extra["train_embeddings"])
     model.lm_head.weight.requires_grad_(extra["train_embeddings"])
@@ -260,7 +265,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         language.append(model.lm_head.weight)
     groups = [{"params": vision, "lr": stage.lr}, {"params": language, "lr": extra["lm_lr"]}]
     seconds += run_stage("vlm", supervised, groups, stage, batches(seed, vision_only=False), log,
-                         freeze_until={1: extra["lm_frozen_steps"]})
+                         freeze_until={1: extra["lm_frozen_steps"]}, device=config.device)
     return supervised.detach(), processor, seconds
 
 
