@@ -6,8 +6,6 @@ from typing import Any
 
 import torch
 
-from harness_ext.loading import LoadedVLM
-
 # lmms-eval inserts a blank-line stop when a task sets none; it would cut chain-of-thought short.
 IGNORED_STOPS = ("\n\n",)
 DEFAULT_MAX_NEW_TOKENS = 1024
@@ -30,16 +28,17 @@ def stop_strings(until: Any) -> list[str]:
     return [s for s in items if s and s not in IGNORED_STOPS]
 
 
-def generate(loaded: LoadedVLM, conversations: list[list[dict[str, Any]]], gen_kwargs: dict[str, Any]) -> list[str]:
-    """Generate one answer per conversation, in one batch; images are passed as PIL objects."""
-    processor = loaded.processor
+def generate(model: Any, processor: Any, conversations: list[list[dict[str, Any]]], gen_kwargs: dict[str, Any]
+             ) -> list[str]:
+    """Generate one answer per conversation, in one batch; images are passed as PIL objects. `processor`
+    is a multimodal processor or, for a text-only model, its tokenizer."""
     texts = [processor.apply_chat_template(c, add_generation_prompt=True, tokenize=False) for c in conversations]
     images = [[item["image"] for message in c for item in _items(message) if item.get("type") == "image"]
               for c in conversations]
     inputs_kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
     if any(images):
         inputs_kwargs["images"] = images
-    inputs = processor(**inputs_kwargs).to(loaded.model.device)
+    inputs = processor(**inputs_kwargs).to(model.device)
     stops = stop_strings(gen_kwargs.get("until"))
     temperature = float(gen_kwargs.get("temperature") or 0.0)
     options: dict[str, Any] = {
@@ -55,7 +54,7 @@ def generate(loaded: LoadedVLM, conversations: list[list[dict[str, Any]]], gen_k
     if stops:
         options.update(stop_strings=stops, tokenizer=_tokenizer(processor))
     with torch.inference_mode():
-        output = loaded.model.generate(**inputs, **options)
+        output = model.generate(**inputs, **options)
     answers = processor.batch_decode(output[:, inputs["input_ids"].shape[1]:], skip_special_tokens=True,
                                      clean_up_tokenization_spaces=False)
     return [_cut(answer, stops) for answer in answers]

@@ -204,6 +204,6 @@ def test_every_family_generates_the_same_in_memory_and_from_cache(family_name, t
     answers = []
     for cache in (True, False):
         loaded = load_merged_vlm(_args(recipe, cache=cache), "cpu")
-        answers.append(generate(loaded, chats, {"max_new_tokens": 6, "until": ["\n\n"]}))
+        answers.append(generate(loaded.model, loaded.processor, chats, {"max_new_tokens": 6, "until": ["\n\n"]}))
     assert answers[0] == answers[1]
     assert all(answer for answer in answers[0])

@@ -23,6 +23,7 @@ from typing import Any, Iterable
 import torch
 import transformers as T
 
+from harness_ext.generation import conversation, generate
 from harness_ext.tiny_world.data import SYSTEM_PROMPT, description
 from mvlm_tasks.probe import Item, generate_probe
 from mvlm_tasks.suite.probe import doc_to_text, process_results
@@ -34,11 +35,6 @@ RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny-world.yaml"
 def _doc(item: Item) -> dict[str, Any]:
     return {"id": item.id, "split": item.split, "category": item.category, "question": item.question,
             "answer": item.answer, "answer_type": item.answer_type, "choices": list(item.choices)}
-
-
-def _messages(content: Any, system_prompt: str | None) -> list[dict[str, Any]]:
-    messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
-    return messages + [{"role": "user", "content": content}]
 
 
 def load_llm(path: Path) -> tuple[T.PreTrainedModel, T.PreTrainedTokenizerFast]:
@@ -55,43 +51,28 @@ def load_vlm(path: Path) -> tuple[T.PreTrainedModel, Any]:
     return model, processor
 
 
-def _decode(tokenizer, output: torch.Tensor, prompt_length: int) -> list[str]:
-    texts = tokenizer.batch_decode(output[:, prompt_length:], skip_special_tokens=True,
-                                   clean_up_tokenization_spaces=False)
-    return [t.strip() for t in texts]
-
-
-@torch.inference_mode()
-def answer_text(model, tokenizer, prompts: list[str], system_prompt: str | None = SYSTEM_PROMPT,
-                batch_size: int = 50, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
-    """Greedy answers of a text-only model to user prompts."""
+def _answers(model, processor, chats: list[list[dict[str, Any]]], batch_size: int, max_new_tokens: int) -> list[str]:
+    """Greedy answers (stripped), `batch_size` chats per `harness_ext.generation.generate` call."""
     answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        chats = [tokenizer.apply_chat_template(_messages(p, system_prompt), tokenize=False, add_generation_prompt=True)
-                 for p in prompts[start:start + batch_size]]
-        inputs = tokenizer(chats, return_tensors="pt", padding=True, add_special_tokens=False)
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=tokenizer.pad_token_id)
-        answers += _decode(tokenizer, output, inputs["input_ids"].shape[1])
+    for start in range(0, len(chats), batch_size):
+        batch = generate(model, processor, chats[start:start + batch_size], {"max_new_tokens": max_new_tokens})
+        answers += [answer.strip() for answer in batch]
     return answers
 
 
-@torch.inference_mode()
+def answer_text(model, tokenizer, prompts: list[str], system_prompt: str | None = SYSTEM_PROMPT,
+                batch_size: int = 50, max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
+    """Greedy answers of a text-only model to user prompts."""
+    chats = [conversation([], prompt, system_prompt) for prompt in prompts]
+    return _answers(model, tokenizer, chats, batch_size, max_new_tokens)
+
+
 def answer_images(model, processor, prompts: list[str], images: list[Any],
                   system_prompt: str | None = SYSTEM_PROMPT, batch_size: int = 50,
                   max_new_tokens: int = MAX_NEW_TOKENS) -> list[str]:
     """Greedy answers of a VLM to (image, prompt) pairs."""
-    answers: list[str] = []
-    for start in range(0, len(prompts), batch_size):
-        chunk = slice(start, start + batch_size)
-        chats = [processor.apply_chat_template(_messages([{"type": "image"}, {"type": "text", "text": p}],
-                                                         system_prompt), tokenize=False, add_generation_prompt=True)
-                 for p in prompts[chunk]]
-        inputs = processor(text=chats, images=list(images[chunk]), return_tensors="pt", padding=True)
-        output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False,
-                                pad_token_id=processor.tokenizer.pad_token_id)
-        answers += _decode(processor.tokenizer, output, inputs["input_ids"].shape[1])
-    return answers
+    chats = [conversation([image], prompt, system_prompt) for prompt, image in zip(prompts, images)]
+    return _answers(model, processor, chats, batch_size, max_new_tokens)
 
 
 def states_facts(item: Item, answer: str) -> bool:
