@@ -74,7 +74,8 @@ class _MergedVLM(lmms):
                 for start in range(0, len(indices), self.batch_size):
                     batch = indices[start:start + self.batch_size]
                     chats = [self._conversation(requests[i].args) for i in batch]
-                    answers = generate(self.loaded.model, self.loaded.processor, chats, self._gen_kwargs(requests[batch[0]].args))
+                    gen_kwargs = self._gen_kwargs(requests[batch[0]].args)
+                    answers = generate(self.loaded.model, self.loaded.processor, chats, gen_kwargs)
                     for i, answer in zip(batch, answers):
                         results[i] = GenerationResult(text=answer, token_counts=TokenCounts())
                     bar.update(len(batch))

@@ -48,12 +48,12 @@ class TrainConfig:
     threads: int = 2
     device: str = "cpu"  # where training runs; the shipped family was trained on CPU
     dtype: str = "bfloat16"  # dtype of the saved checkpoints (training is float32)
-    base: Stage = Stage(steps=2500, batch=32, lr=2e-3, examples=40000)
+    base: Stage = Stage(steps=2500, batch=32, lr=2e-3, examples=40000, extra={"restate_share": 0.0})
     reasoning: Stage = Stage(steps=3000, batch=32, lr=1e-3, examples=40000,
                              extra={"replay": 0.2, "scratch_share": 0.3, "train_embeddings": False})
     vlm: Stage = Stage(steps=1500, batch=32, lr=1e-3, examples=40000,
                        extra={"lm_lr": 2e-4, "lm_frozen_steps": 0, "train_embeddings": False,
-                              "vision_steps": 1500, "scene_weight": 1.0})
+                              "vision_steps": 1500, "scene_weight": 1.0, "pair_share": 0.0})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,9 +140,11 @@ def order(n: int, seed: int) -> Iterator[int]:
 
 def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], stage: Stage,
               batches: Callable[[], dict[str, torch.Tensor]], log: Callable[[dict[str, Any]], None],
-              freeze_until: dict[int, int] | None = None, device: str = "cpu") -> float:
-    """Train `model` for stage.steps steps of AdamW on `device`; returns seconds spent. `freeze_until` maps
-    a parameter group index to the step before which that group's learning rate is 0."""
+              freeze_until: dict[int, int] | None = None) -> float:
+    """Train `model` for stage.steps steps of AdamW, batches moved to the model's device; returns seconds
+    spent. `freeze_until` maps a parameter group index to the step before which that group's learning rate
+    is 0."""
+    device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=stage.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     model.train()
@@ -199,13 +201,13 @@ def _split_params(model: torch.nn.Module, train_embeddings: bool) -> list[torch.
 def train_base(config: TrainConfig, tokenizer: T.PreTrainedTokenizerFast, log) -> tuple[T.Qwen2ForCausalLM, float]:
     stage = config.base
     model = build.build_llm(config.sizes, tokenizer, config.seed).to(config.device)
-    examples = data.base_examples(stage.examples, config.seed, stage.extra.get("restate_share", 0.0))
+    examples = data.base_examples(stage.examples, config.seed, stage.extra["restate_share"])
     batches = _text_batches(tokenizer, examples, stage.batch, config.seed)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     other = [p for n, p in model.named_parameters() if p.ndim < 2]
     groups = [{"params": decay, "lr": stage.lr, "weight_decay": 0.01}, {"params": other, "lr": stage.lr,
                                                                          "weight_decay": 0.0}]
-    seconds = run_stage("base", model, groups, stage, batches, log, device=config.device)
+    seconds = run_stage("base", model, groups, stage, batches, log)
     return model, seconds
 
 
@@ -219,8 +221,7 @@ def train_reasoning(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.
     examples = data.reasoning_examples(stage.examples, config.seed + 1, extra["replay"], extra["scratch_share"])
     batches = _text_batches(tokenizer, examples, stage.batch, config.seed + 1)
     params = _split_params(model, extra["train_embeddings"])
-    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log,
-                        device=config.device)
+    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log)
     return model, seconds
 
 
@@ -233,7 +234,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
     model, processor = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
     build.copy_llm_into_vlm(model, base)
     seed = config.seed + 2
-    items = data.vlm_items(stage.examples, seed, extra.get("pair_share", 0.0))
+    items = data.vlm_items(stage.examples, seed, extra["pair_share"])
     labels = torch.tensor([scene_head.scene_labels(item) for item in items])
     supervised = scene_head.SceneSupervisedVLM(model, build.image_tokens(config.sizes), extra["scene_weight"])
     supervised.to(config.device)
@@ -257,7 +258,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         supervised.vision_only = True
         pretrain = replace(stage, steps=extra["vision_steps"])
         seconds += run_stage("vlm-vision", supervised, [{"params": vision, "lr": stage.lr}], pretrain,
-                             batches(seed + 1, vision_only=True), log, device=config.device)
+                             batches(seed + 1, vision_only=True), log)
         supervised.vision_only = False
     language = _split_params(model.model.language_model, extra["train_embeddings"])
     model.lm_head.weight.requires_grad_(extra["train_embeddings"])
@@ -265,7 +266,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         language.append(model.lm_head.weight)
     groups = [{"params": vision, "lr": stage.lr}, {"params": language, "lr": extra["lm_lr"]}]
     seconds += run_stage("vlm", supervised, groups, stage, batches(seed, vision_only=False), log,
-                         freeze_until={1: extra["lm_frozen_steps"]}, device=config.device)
+                         freeze_until={1: extra["lm_frozen_steps"]})
     return supervised.detach(), processor, seconds
 
 
