@@ -151,6 +151,48 @@ def test_variant_knobs_restate_facts_and_read_pairs_without_arithmetic():
         assert item.text_question.endswith(item.question) and item.operands == ()
 
 
+def test_length_groups_serve_every_example_once_per_epoch_with_less_padding():
+    """length_groups: the same examples per epoch as plain batching, cut into batches of similar length."""
+    from harness_ext.tiny_world import train
+
+    tokenizer = T.AutoTokenizer.from_pretrained(MODELS / "base")
+    examples = data.base_examples(64, 7)
+
+    def epoch(groups: int) -> tuple[list[list[int]], int]:
+        batches = train._text_batches(tokenizer, examples, 8, 7, groups)
+        served = [batches() for _ in range(8)]
+        rows = [row[mask.bool()].tolist() for batch in served for row, mask in zip(batch["input_ids"],
+                                                                                   batch["attention_mask"])]
+        return sorted(rows), sum(int((b["attention_mask"] == 0).sum()) for b in served)
+
+    plain_rows, plain_padding = epoch(1)
+    grouped_rows, grouped_padding = epoch(8)
+    assert grouped_rows == plain_rows == sorted(train.encode_text(tokenizer, ex)[0] for ex in examples)
+    assert grouped_padding < plain_padding / 2
+
+
+def test_frozen_tower_switch_trains_the_projector_but_not_the_tower(tmp_path):
+    """freeze_tower_in_joint (with autocast on): after the joint stage the tower's patch embedding and
+    blocks are as they started (no scene-head stage here), while its projector has moved."""
+    from harness_ext.tiny_world import build, train
+
+    config = train.parse_overrides(
+        [f"{stage}.{key}={value}" for stage in ("base", "vlm") for key, value in
+         (("steps", 3), ("examples", 48), ("batch", 4), ("warmup", 1))]
+        + ["vlm.extra.vision_steps=0", "vlm.extra.freeze_tower_in_joint=true", "autocast=true", "length_groups=2",
+           "sizes.hidden=64", "sizes.intermediate=128", "sizes.vision_hidden=32", "sizes.vision_depth=1"],
+        train.TrainConfig())
+    train.train_all(config, tmp_path, stages=("base", "vlm"), quiet=True)
+    tokenizer = T.AutoTokenizer.from_pretrained(tmp_path / "base")
+    start, _ = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
+    trained = T.Qwen2VLForConditionalGeneration.from_pretrained(tmp_path / "vlm", dtype=torch.float32)
+    before = {k: v.to(torch.bfloat16) for k, v in start.model.visual.state_dict().items()}
+    after = {k: v.to(torch.bfloat16) for k, v in trained.model.visual.state_dict().items()}
+    tower = [k for k in before if not k.startswith("merger.")]
+    assert tower and all(torch.equal(before[k], after[k]) for k in tower)
+    assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith("merger."))
+
+
 def test_training_script_runs_every_stage_and_writes_a_card(tmp_path):
     """A few steps of each stage on a shrunken family: checkpoints, log, evaluation and card."""
     from harness_ext.tiny_world import build, card, train

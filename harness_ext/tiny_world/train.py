@@ -47,13 +47,16 @@ class TrainConfig:
     sizes: build.Sizes = build.Sizes()
     threads: int = 2
     device: str = "cpu"  # where training runs; the shipped family was trained on CPU
-    dtype: str = "bfloat16"  # dtype of the saved checkpoints (training is float32)
+    dtype: str = "bfloat16"  # dtype of the saved checkpoints (weights train in float32)
+    autocast: bool = False  # run forward passes under bfloat16 autocast (float32 weights and optimiser)
+    length_groups: int = 1  # text stages: batches cut from pools of this many batches sorted by length
     base: Stage = Stage(steps=2500, batch=32, lr=2e-3, examples=40000, extra={"restate_share": 0.0})
     reasoning: Stage = Stage(steps=3000, batch=32, lr=1e-3, examples=40000,
                              extra={"replay": 0.2, "scratch_share": 0.3, "train_embeddings": False})
     vlm: Stage = Stage(steps=1500, batch=32, lr=1e-3, examples=40000,
                        extra={"lm_lr": 2e-4, "lm_frozen_steps": 0, "train_embeddings": False,
-                              "vision_steps": 1500, "scene_weight": 1.0, "pair_share": 0.0})
+                              "vision_steps": 1500, "scene_weight": 1.0, "pair_share": 0.0,
+                              "freeze_tower_in_joint": False})
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,10 +143,10 @@ def order(n: int, seed: int) -> Iterator[int]:
 
 def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], stage: Stage,
               batches: Callable[[], dict[str, torch.Tensor]], log: Callable[[dict[str, Any]], None],
-              freeze_until: dict[int, int] | None = None) -> float:
+              freeze_until: dict[int, int] | None = None, autocast: bool = False) -> float:
     """Train `model` for stage.steps steps of AdamW, batches moved to the model's device; returns seconds
     spent. `freeze_until` maps a parameter group index to the step before which that group's learning rate
-    is 0."""
+    is 0; `autocast` runs the forward pass under bfloat16 autocast."""
     device = next(model.parameters()).device
     optimizer = torch.optim.AdamW(groups, betas=(0.9, 0.98), weight_decay=stage.weight_decay)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
@@ -156,7 +159,8 @@ def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], s
             frozen = freeze_until is not None and step < freeze_until.get(i, 0)
             group["lr"] = 0.0 if frozen else lr * factor
         batch = {key: value.to(device) for key, value in batches().items()}
-        loss = model(**batch).loss
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            loss = model(**batch).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_([p for g in groups for p in g["params"]], 1.0)
@@ -172,13 +176,24 @@ def run_stage(name: str, model: torch.nn.Module, groups: list[dict[str, Any]], s
     return time.perf_counter() - start
 
 
-def _text_batches(tokenizer: T.PreTrainedTokenizerFast, examples: list[Example], batch: int, seed: int
-                  ) -> Callable[[], dict[str, torch.Tensor]]:
+def _text_batches(tokenizer: T.PreTrainedTokenizerFast, examples: list[Example], batch: int, seed: int,
+                  groups: int = 1) -> Callable[[], dict[str, torch.Tensor]]:
+    """Batches in seeded random order. With `groups` > 1, each run of `groups` batches is drawn as one
+    pool, sorted by length and cut into batches, which are then served in random order: less padding,
+    the same examples per epoch."""
     encoded = [encode_text(tokenizer, ex) for ex in examples]
     indices = order(len(encoded), seed)
+    shuffle = torch.Generator().manual_seed(seed)
+    ready: list[list[int]] = []
 
     def next_batch() -> dict[str, torch.Tensor]:
-        return collate([encoded[next(indices)] for _ in range(batch)], tokenizer.pad_token_id)
+        if groups == 1:
+            return collate([encoded[next(indices)] for _ in range(batch)], tokenizer.pad_token_id)
+        if not ready:
+            pool = sorted((next(indices) for _ in range(batch * groups)), key=lambda i: len(encoded[i][0]))
+            cuts = [pool[k * batch:(k + 1) * batch] for k in range(groups)]
+            ready.extend(cuts[k] for k in torch.randperm(groups, generator=shuffle).tolist())
+        return collate([encoded[i] for i in ready.pop()], tokenizer.pad_token_id)
 
     return next_batch
 
@@ -202,12 +217,12 @@ def train_base(config: TrainConfig, tokenizer: T.PreTrainedTokenizerFast, log) -
     stage = config.base
     model = build.build_llm(config.sizes, tokenizer, config.seed).to(config.device)
     examples = data.base_examples(stage.examples, config.seed, stage.extra["restate_share"])
-    batches = _text_batches(tokenizer, examples, stage.batch, config.seed)
+    batches = _text_batches(tokenizer, examples, stage.batch, config.seed, config.length_groups)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     other = [p for n, p in model.named_parameters() if p.ndim < 2]
     groups = [{"params": decay, "lr": stage.lr, "weight_decay": 0.01}, {"params": other, "lr": stage.lr,
                                                                          "weight_decay": 0.0}]
-    seconds = run_stage("base", model, groups, stage, batches, log)
+    seconds = run_stage("base", model, groups, stage, batches, log, autocast=config.autocast)
     return model, seconds
 
 
@@ -219,9 +234,10 @@ def train_reasoning(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.
     model.to(config.device)
     extra = stage.extra
     examples = data.reasoning_examples(stage.examples, config.seed + 1, extra["replay"], extra["scratch_share"])
-    batches = _text_batches(tokenizer, examples, stage.batch, config.seed + 1)
+    batches = _text_batches(tokenizer, examples, stage.batch, config.seed + 1, config.length_groups)
     params = _split_params(model, extra["train_embeddings"])
-    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log)
+    seconds = run_stage("reasoning", model, [{"params": params, "lr": stage.lr}], stage, batches, log,
+                        autocast=config.autocast)
     return model, seconds
 
 
@@ -258,15 +274,19 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         supervised.vision_only = True
         pretrain = replace(stage, steps=extra["vision_steps"])
         seconds += run_stage("vlm-vision", supervised, [{"params": vision, "lr": stage.lr}], pretrain,
-                             batches(seed + 1, vision_only=True), log)
+                             batches(seed + 1, vision_only=True), log, autocast=config.autocast)
         supervised.vision_only = False
+    if extra["freeze_tower_in_joint"]:  # patch embedding and blocks stay as pretrained; the projector trains
+        for name, param in model.model.visual.named_parameters():
+            param.requires_grad_(name.startswith("merger."))
+        vision = [p for p in vision if p.requires_grad]
     language = _split_params(model.model.language_model, extra["train_embeddings"])
     model.lm_head.weight.requires_grad_(extra["train_embeddings"])
     if extra["train_embeddings"]:
         language.append(model.lm_head.weight)
     groups = [{"params": vision, "lr": stage.lr}, {"params": language, "lr": extra["lm_lr"]}]
     seconds += run_stage("vlm", supervised, groups, stage, batches(seed, vision_only=False), log,
-                         freeze_until={1: extra["lm_frozen_steps"]})
+                         freeze_until={1: extra["lm_frozen_steps"]}, autocast=config.autocast)
     return supervised.detach(), processor, seconds
 
 
