@@ -78,43 +78,28 @@ def main() -> None:
 
     items = data.vlm_items(32 * args.steps * 3, config.seed)
     labels = torch.tensor([scene_head.scene_labels(item) for item in items])
-    processor_box: dict[str, Any] = {}
 
-    def vlm() -> scene_head.SceneSupervisedVLM:
-        model, processor_box["processor"] = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
+    def vlm() -> tuple[scene_head.SceneSupervisedVLM, T.Qwen2VLProcessor]:
+        model, processor = build.build_vlm(config.sizes, tokenizer, config.seed + 2)
         build.copy_llm_into_vlm(model, base_model())
-        return scene_head.SceneSupervisedVLM(model, build.image_tokens(config.sizes), 1.0)
-
-    def image_batches(vision_only: bool) -> Callable[[], dict[str, torch.Tensor]]:
-        indices = train.order(len(items), config.seed)
-        processor = processor_box["processor"]
-
-        def next_batch() -> dict[str, torch.Tensor]:
-            chosen = [next(indices) for _ in range(32)]
-            if vision_only:
-                batch = dict(processor.image_processor(images=[items[i].image for i in chosen], return_tensors="pt"))
-            else:
-                batch = train.encode_vlm_batch(processor, [data.vlm_example(items[i], i, config.seed) for i in chosen])
-            return {**batch, "scene_labels": labels[chosen]}
-
-        return next_batch
+        return scene_head.SceneSupervisedVLM(model, build.image_tokens(config.sizes), 1.0), processor
 
     for item in items:  # drawn once up front (cached), so no measurement pays for drawing
         _ = item.image
     for name, autocast, frozen in [("default", False, False), ("autocast", True, False),
                                    ("freeze_tower_in_joint", False, True), ("autocast + freeze_tower_in_joint", True, True)]:
-        model = vlm()
+        model, processor = vlm()
+        pixels, chats = (train.image_batches(processor, items, labels, 32, config.seed, config.seed, vision_only)
+                         for vision_only in (True, False))
         if not frozen:
             model.vision_only = True
             params = list(model.vlm.model.visual.parameters()) + list(model.head.parameters())
-            rows["scene head"][name] = seconds_per_step(model, params, image_batches(True), args.steps, args.skip,
-                                                        autocast)
+            rows["scene head"][name] = seconds_per_step(model, params, pixels, args.steps, args.skip, autocast)
             model.vision_only = False
-        for key, param in model.vlm.model.visual.named_parameters():
-            param.requires_grad_(not frozen or key.startswith("merger."))
+        else:
+            train.freeze_tower(model.vlm)
         params = [p for p in model.parameters() if p.requires_grad]
-        rows["joint VLM"][name] = seconds_per_step(model, params, image_batches(False), args.steps, args.skip,
-                                                   autocast)
+        rows["joint VLM"][name] = seconds_per_step(model, params, chats, args.steps, args.skip, autocast)
         print(name, "joint", round(rows["joint VLM"][name], 3), flush=True)
 
     print(f"\nseconds per step, {args.threads} threads, batch 32 (ratio: default / switch, >1 is faster)")

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterator
 
 import torch
 import transformers as T
+from mvlm_tasks.probe import Item
 
 from harness_ext.tiny_world import build, data, scene_head
 from harness_ext.tiny_world.data import Example
@@ -241,6 +242,29 @@ def train_reasoning(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.
     return model, seconds
 
 
+def image_batches(processor: T.Qwen2VLProcessor, items: list[Item], labels: torch.Tensor, batch: int, order_seed: int,
+                  example_seed: int, vision_only: bool) -> Callable[[], dict[str, torch.Tensor]]:
+    """Batches of the VLM's training items in seeded random order, each with its scene labels: pixels only
+    (`vision_only`, the scene-head stage) or whole training chats (the joint stage)."""
+    indices = order(len(items), order_seed)
+
+    def next_batch() -> dict[str, torch.Tensor]:
+        chosen = [next(indices) for _ in range(batch)]
+        if vision_only:
+            encoded = dict(processor.image_processor(images=[items[i].image for i in chosen], return_tensors="pt"))
+        else:
+            encoded = encode_vlm_batch(processor, [data.vlm_example(items[i], i, example_seed) for i in chosen])
+        return {**encoded, "scene_labels": labels[chosen]}
+
+    return next_batch
+
+
+def freeze_tower(vlm: T.Qwen2VLForConditionalGeneration) -> None:
+    """Freeze the vision tower's patch embedding and blocks; its projector (`merger`) stays trainable."""
+    for name, param in vlm.model.visual.named_parameters():
+        param.requires_grad_(name.startswith("merger."))
+
+
 def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTrainedTokenizerFast, log
               ) -> tuple[T.Qwen2VLForConditionalGeneration, T.Qwen2VLProcessor, float]:
     """The VLM: its language model starts as the base LLM; the tower is first pretrained alone on the scene
@@ -256,17 +280,7 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
     supervised.to(config.device)
 
     def batches(order_seed: int, vision_only: bool) -> Callable[[], dict[str, torch.Tensor]]:
-        indices = order(len(items), order_seed)
-
-        def next_batch() -> dict[str, torch.Tensor]:
-            chosen = [next(indices) for _ in range(stage.batch)]
-            if vision_only:
-                batch = dict(processor.image_processor(images=[items[i].image for i in chosen], return_tensors="pt"))
-            else:
-                batch = encode_vlm_batch(processor, [data.vlm_example(items[i], i, seed) for i in chosen])
-            return {**batch, "scene_labels": labels[chosen]}
-
-        return next_batch
+        return image_batches(processor, items, labels, stage.batch, order_seed, seed, vision_only)
 
     vision = list(model.model.visual.parameters()) + list(supervised.head.parameters())
     seconds = 0.0
@@ -276,9 +290,8 @@ def train_vlm(config: TrainConfig, base: T.Qwen2ForCausalLM, tokenizer: T.PreTra
         seconds += run_stage("vlm-vision", supervised, [{"params": vision, "lr": stage.lr}], pretrain,
                              batches(seed + 1, vision_only=True), log, autocast=config.autocast)
         supervised.vision_only = False
-    if extra["freeze_tower_in_joint"]:  # patch embedding and blocks stay as pretrained; the projector trains
-        for name, param in model.model.visual.named_parameters():
-            param.requires_grad_(name.startswith("merger."))
+    if extra["freeze_tower_in_joint"]:
+        freeze_tower(model)
         vision = [p for p in vision if p.requires_grad]
     language = _split_params(model.model.language_model, extra["train_embeddings"])
     model.lm_head.weight.requires_grad_(extra["train_embeddings"])
