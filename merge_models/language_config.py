@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import transformers as T
+from huggingface_hub.errors import StrictDataclassError
 
 # Multimodal RoPE only splits positions among image axes; on text all axes share one position,
 # which is plain RoPE, so these keys say nothing about how the language model encodes text.
@@ -44,8 +45,8 @@ def transformers_text_config(config: dict[str, Any]) -> T.PretrainedConfig | Non
     T.logging.set_verbosity_error()  # token ids outside a tiny vocabulary etc. are not our concern here
     try:
         built = T.CONFIG_MAPPING[model_type].from_dict(dict(config))
-    except (TypeError, ValueError, KeyError):
-        return None
+    except (TypeError, ValueError, KeyError, StrictDataclassError):
+        return None  # a config transformers rejects (e.g. inconsistent sizes): compare its raw values
     finally:
         T.logging.set_verbosity(verbosity)
     return built.get_text_config()

@@ -383,6 +383,8 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
         "out_dtype": dtype_name(plan.out_dtype),
         "layers": plan.num_layers,
         "unused_source_tensors": plan.unused_source_tensors,
+        "vocab_rows_paired": {t.canonical: len(t.pairing) for t in plan.merged() if t.pairing is not None},
+        "warnings": list(plan.warnings),
     }
 
 

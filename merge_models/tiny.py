@@ -336,7 +336,8 @@ def _flatten_config(config_file: Path) -> None:
 
 
 def build_pickle_only(llm: Path, out_dir: Path, added_tokens: tuple[str, ...] = ("[PAD]",), shards: int = 2) -> Path:
-    """A copy of a tiny LLM as TIGER-Lab/MAmmoTH-7B-Mistral ships: pickle shards with an index, plus training_args.bin.
+    """A copy of a tiny LLM as TIGER-Lab/MAmmoTH-7B-Mistral ships: pickle shards with an index (one
+    pytorch_model.bin without index when shards == 1), plus a pickled training_args.bin.
 
     added_tokens are appended to the tokenizer with fresh embedding and head rows (MAmmoTH added
     `[PAD]` as token 32000, the id Idefics2 gives `<fake_token_around_image>`).
@@ -358,13 +359,15 @@ def build_pickle_only(llm: Path, out_dir: Path, added_tokens: tuple[str, ...] = 
     config["vocab_size"] = rows
     (out_dir / "config.json").write_text(json.dumps(config, indent=2))
     names = sorted(weights)
-    files = [f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin" for i in range(shards)]
-    weight_map = {name: files[i * shards // len(names)] for i, name in enumerate(names)}
+    files = [f"pytorch_model-{i + 1:05d}-of-{shards:05d}.bin" for i in range(shards)] if shards > 1 \
+        else ["pytorch_model.bin"]
+    weight_map = {name: files[i * len(files) // len(names)] for i, name in enumerate(names)}
     for file in files:
         torch.save({n: weights[n].clone() for n, f in weight_map.items() if f == file}, out_dir / file)
-    index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in weights.values())},
-             "weight_map": weight_map}
-    (out_dir / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
+    if shards > 1:
+        index = {"metadata": {"total_size": sum(t.numel() * t.element_size() for t in weights.values())},
+                 "weight_map": weight_map}
+        (out_dir / "pytorch_model.bin.index.json").write_text(json.dumps(index, indent=2))
     torch.save(TrainingArguments(output_dir="out", learning_rate=2e-5), out_dir / "training_args.bin")
     return out_dir
 
