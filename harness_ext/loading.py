@@ -11,14 +11,13 @@ from typing import Any
 
 import torch
 import transformers as T
-
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
-from merge_models.language_config import MROPE_KEYS, transformers_text_config
 from merge_models.executor import merge_into
+from merge_models.language_config import MROPE_KEYS, transformers_text_config
 from merge_models.output import write_checkpoint
 from merge_models.plan import MergePlan, build_plan
 

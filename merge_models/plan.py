@@ -139,8 +139,8 @@ def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:
     if pairings:  # which rows merge depends on the tokenizers, which checkpoint identities may not cover
         digest = hashlib.sha256()
         for canonical, pairing in sorted(pairings.items()):
-            for field in [None, *sorted(pairing.other_rows)]:
-                digest.update(f"{canonical}\0{field}\0".encode() + pairing.rows(field).numpy().tobytes())
+            for which in [None, *sorted(pairing.other_rows)]:
+                digest.update(f"{canonical}\0{which}\0".encode() + pairing.rows(which).numpy().tobytes())
         doc["vocab_rows"] = digest.hexdigest()
     doc["engine_format"] = ENGINE_FORMAT
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
@@ -224,7 +224,7 @@ def _output_dtype(recipe: Recipe, vlm: Checkpoint) -> torch.dtype:
 
 def _plan_tensor(recipe: Recipe, info: MethodInfo, vlm: Checkpoint, others: list[Checkpoint],
                  canonical_maps: dict[str, dict[str, str]], name: str, num_layers: int,
-                 out_dtype: torch.dtype, vocabulary: "VocabularyPairing") -> TensorPlan:
+                 out_dtype: torch.dtype, vocabulary: VocabularyPairing) -> TensorPlan:
     meta = vlm.tensors[name]
     dtype = out_dtype if meta.dtype.is_floating_point else meta.dtype
     canonical = vlm.adapter.canonical(name)

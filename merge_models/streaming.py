@@ -58,8 +58,8 @@ class TensorStream:
         self.shape = (len(pairing), *entry.shape[1:]) if pairing is not None else entry.shape
         self.vlm_runs = runs(pairing.vlm_rows) if pairing is not None else None
         fields = [plan.vlm.field, *(s.field for s in plan.sources), *([plan.base.field] if plan.base else [])]
-        self.runs = [None if pairing is None else runs(pairing.rows(None if f == plan.vlm.field else f))
-                     for f in fields]
+        self.input_runs = [None if pairing is None else runs(pairing.rows(None if f == plan.vlm.field else f))
+                           for f in fields]
         self.buffers = buffers
         self.chunk = CHUNK_ELEMENTS if chunked else max(self.numel, 1)
         self.chunked = chunked
@@ -106,7 +106,7 @@ class TensorStream:
         dtype = checkpoint.tensors[name].dtype
         itemsize = torch.empty((), dtype=dtype).element_size()
         raw, f32 = self.buffers.get(slot, count, itemsize)
-        row_runs = self.runs[slot]
+        row_runs = self.input_runs[slot]
         if row_runs is None:
             checkpoint.read_into(name, start, raw)
         else:

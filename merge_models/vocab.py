@@ -31,7 +31,7 @@ class RowPairing:
     def __len__(self) -> int:
         return self.vlm_rows.numel()
 
-    def within(self, vlm_limit: int, limits: dict[str, int]) -> "RowPairing":
+    def within(self, vlm_limit: int, limits: dict[str, int]) -> RowPairing:
         """Only the pairs whose rows exist in tensors with these row counts."""
         keep = self.vlm_rows < vlm_limit
         for field, rows in self.other_rows.items():
