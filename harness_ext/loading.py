@@ -11,10 +11,13 @@ from typing import Any
 
 import torch
 import transformers as T
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
+from merge_models.errors import MergeError
 from merge_models.executor import merge_into
+from merge_models.language_config import MROPE_KEYS, transformers_text_config
 from merge_models.output import write_checkpoint
 from merge_models.plan import MergePlan, build_plan
 
@@ -112,18 +115,18 @@ def _load_kwargs(plan: MergePlan, options: dict[str, Any]) -> dict[str, Any]:
 
 
 def build_merged_causal_lm(plan: MergePlan, quiet: bool = True) -> T.PreTrainedModel:
-    """The merged language backbone as a text-only causal LM of the reasoning LLM's architecture.
+    """The merged language backbone as a text-only causal LM configured as the VLM's language model.
 
     Merged tensors come from the plan; the rest of the language model (embeddings, lm_head, layers
-    the recipe keeps) is the VLM's. The vocabulary is the VLM's, so its tokenizer applies.
+    the recipe keeps) is the VLM's, so its config (RoPE base and scaling, positions, vocabulary)
+    and its tokenizer apply. The reasoning LLM's config would be wrong: Qwen2-Math-7B's RoPE base
+    is 1e4 where the Qwen2-VL backbone's is 1e6.
     """
-    config = T.AutoConfig.from_pretrained(plan.sources[0].path)
-    vlm_language = plan.vlm.canonical_map
-    config.vocab_size = plan.vlm.tensors[vlm_language["model.embed_tokens.weight"]].shape[0]
-    config.tie_word_embeddings = "lm_head.weight" not in vlm_language
+    config = causal_lm_config(plan)
     model = T.AutoModelForCausalLM.from_config(config, dtype=plan.out_dtype)
     parameters = dict(model.named_parameters())
     merged = {entry.canonical for entry in plan.merged()}
+    vlm_language = plan.vlm.canonical_map
     with torch.no_grad():
         for canonical, name in vlm_language.items():
             if canonical not in merged and canonical in parameters:
@@ -132,3 +135,32 @@ def build_merged_causal_lm(plan: MergePlan, quiet: bool = True) -> T.PreTrainedM
     if config.tie_word_embeddings:
         model.tie_weights()
     return model.eval()
+
+
+def causal_lm_config(plan: MergePlan) -> T.PretrainedConfig:
+    """The VLM's language-model config as a causal LM config.
+
+    A language model type transformers has no causal LM class for (Qwen2-VL's text model, whose
+    multimodal RoPE on text positions is plain RoPE) takes the reasoning LLM's architecture with
+    the VLM's values.
+    """
+    text = transformers_text_config(plan.vlm.config)
+    if text is None:
+        raise MergeError(f"merged_lm: transformers cannot build the config of the VLM's language model "
+                         f"(model_type {plan.vlm.config.get('model_type')!r})")
+    values = text.to_dict()
+    if text.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        model_type = text.model_type
+    else:
+        model_type = plan.sources[0].config.get("model_type")
+        rope = {k: v for k, v in (values.get("rope_parameters") or {}).items() if k not in MROPE_KEYS}
+        if rope.get("type") == "mrope":
+            rope.pop("type")
+        values["rope_parameters"] = rope or None
+    for key in ("model_type", "architectures", "_name_or_path", "transformers_version"):
+        values.pop(key, None)
+    config = T.CONFIG_MAPPING[model_type].from_dict(values)
+    vlm_language = plan.vlm.canonical_map
+    config.vocab_size = plan.vlm.tensors[vlm_language["model.embed_tokens.weight"]].shape[0]
+    config.tie_word_embeddings = "lm_head.weight" not in vlm_language
+    return config

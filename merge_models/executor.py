@@ -19,10 +19,14 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers) -> 
     stream = TensorStream(plan, entry, buffers, method.chunked)
     state = method.prepare(stream, entry.params)
     for index, start, inputs, base in stream.chunks():
-        merged = method.combine(inputs, base, entry.params, state, index)
-        yield start, merged.reshape(-1).to(entry.out_dtype)
-    for start in range(stream.numel, entry.numel, CHUNK_ELEMENTS):  # rows beyond the shared vocabulary
-        yield start, plan.vlm.read(entry.name).reshape(-1)[start:start + CHUNK_ELEMENTS].to(entry.out_dtype)
+        merged = method.combine(inputs, base, entry.params, state, index).reshape(-1).to(entry.out_dtype)
+        for target, offset, count in stream.placements(start, merged.numel()):
+            yield target, merged[offset:offset + count]
+    unmerged = stream.unmerged_ranges()  # vocabulary rows without a partner in every input
+    vlm_values = plan.vlm.read(entry.name).reshape(-1) if unmerged else None
+    for first, stop in unmerged:
+        for start in range(first, stop, CHUNK_ELEMENTS):
+            yield start, vlm_values[start:min(start + CHUNK_ELEMENTS, stop)].to(entry.out_dtype)
 
 
 def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None) -> torch.Tensor:

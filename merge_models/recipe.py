@@ -16,6 +16,11 @@ from merge_models.schedule import FilterRule, ParamValue, all_numbers, has_defau
 DEFAULT_EXCLUDE = ("embed_tokens", "lm_head")
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DType = Literal["bfloat16", "float16", "float32"]
+SignElection = Literal["weighted_sum", "unweighted_sum", "count"]
+DisjointMean = Literal["weights", "count", "none"]
+# Methods that elect signs (TIES' consensus step) and the one that trims by magnitude (top-k).
+SIGN_ELECTING = ("ties", "dare_ties", "breadcrumbs_ties")
+TOPK_TRIMMING = ("ties",)
 
 
 class ModelRef(BaseModel):
@@ -70,6 +75,10 @@ class Recipe(BaseModel):
     shared_vocab_rows: bool = False
     seed: int = 0
     dtype: DType | None = None
+    sign_election: SignElection | None = None
+    disjoint_mean: DisjointMean | None = None
+    min_kept: int | None = Field(None, ge=0)
+    task_vector_dtype: DType | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
     mergekit_parameters: dict[str, Union[bool, ParamValue]] = Field(default_factory=dict)
@@ -85,6 +94,7 @@ class Recipe(BaseModel):
     def _consistent(self) -> "Recipe":
         _check_method(self)
         _check_parameters(self)
+        _check_conventions(self)
         return self
 
     @property
@@ -101,7 +111,30 @@ class Recipe(BaseModel):
         return 1.0
 
     def effective_normalize(self) -> bool:
-        return self.normalize if self.normalize is not None else method_info(self.merge_method).default_normalize
+        if self.normalize is not None:
+            return self.normalize
+        if self.disjoint_mean is not None:
+            return self.disjoint_mean != "none"
+        return method_info(self.merge_method).default_normalize
+
+    def conventions(self) -> dict[str, Any]:
+        """The TIES/DARE conventions in force, defaults resolved; None where the method has no such step.
+
+        sign_election: the sum that elects each entry's sign (mergekit: the weighted sum);
+        disjoint_mean: what the sum of agreeing entries is divided by (mergekit: their weights when
+        normalising); min_kept: the least number of entries TIES trimming keeps (mergekit: 1);
+        task_vector_dtype: the dtype inputs and task vectors are rounded to (float32: no rounding).
+        """
+        method = self.merge_method
+        electing = method in SIGN_ELECTING
+        native = method in NATIVE_METHODS and NATIVE_METHODS[method].needs_base
+        mean = self.disjoint_mean or ("weights" if self.effective_normalize() else "none")
+        return {
+            "sign_election": (self.sign_election or "weighted_sum") if electing else None,
+            "disjoint_mean": mean if electing else None,
+            "min_kept": (1 if self.min_kept is None else self.min_kept) if method in TOPK_TRIMMING else None,
+            "task_vector_dtype": (self.task_vector_dtype or "float32") if native else None,
+        }
 
     def normalized(self) -> dict[str, Any]:
         """Every field with defaults resolved, in a canonical JSON-ready form."""
@@ -112,6 +145,7 @@ class Recipe(BaseModel):
         data["lambda"] = to_plain(self.lambda_)
         data["density"] = to_plain(self.density)
         data["normalize"] = self.effective_normalize()
+        data.update(self.conventions())
         data["layers"] = list(self.layers) if self.layers else None
         data["mergekit_parameters"] = {k: v if isinstance(v, bool) else to_plain(v)
                                        for k, v in sorted(self.mergekit_parameters.items())}
@@ -190,6 +224,23 @@ def _check_parameters(recipe: Recipe) -> None:
             if key not in accepted:
                 raise RecipeError(f"mergekit_parameters.{key}", f"not a parameter of {recipe.merge_method}",
                                   f"accepted: {', '.join(sorted(accepted)) or 'none'}")
+
+
+def _check_conventions(recipe: Recipe) -> None:
+    """The TIES/DARE convention fields apply only to methods with the step they name, and agree with normalize."""
+    method = recipe.merge_method
+    needs = {"sign_election": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
+             "disjoint_mean": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
+             "min_kept": (TOPK_TRIMMING, "ties"),
+             "task_vector_dtype": (tuple(n for n, m in NATIVE_METHODS.items() if m.needs_base),
+                                   "a native task-vector method (task_arithmetic, ties, dare_*, breadcrumbs*)")}
+    for field, (methods, which) in needs.items():
+        if getattr(recipe, field) is not None and method not in methods:
+            raise RecipeError(field, f"has no effect with method {method}", f"remove it or use {which}")
+    mean = recipe.disjoint_mean
+    if mean is not None and recipe.normalize is not None and recipe.normalize != (mean != "none"):
+        raise RecipeError("disjoint_mean", f"{mean!r} contradicts `normalize: {str(recipe.normalize).lower()}`",
+                          "remove `normalize` (disjoint_mean says what the agreeing entries are divided by)")
 
 
 def _check_density(field: str, value: ParamValue | None, used: bool, method: str) -> None:

@@ -54,6 +54,8 @@ def plan(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
                   f"beyond one mapped tensor per input")
     if totals["unused_source_tensors"]:
         console.print(f"source tensors not used (vision-free or excluded): {totals['unused_source_tensors']}")
+    for name, rows in totals["vocab_rows_paired"].items():
+        console.print(f"{name}: {rows:,} rows paired with every input's by token string; the others stay the VLM's")
 
 
 def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,

@@ -31,6 +31,10 @@ class TensorParams:
     seed: int
     name: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    sign_election: str = "weighted_sum"
+    disjoint_mean: str | None = None  # None: "weights" when normalize, else "none"
+    min_kept: int = 1
+    task_vector_dtype: torch.dtype | None = None
 
 
 class ChunkSource(Protocol):
@@ -80,10 +84,15 @@ class Linear:
 class TaskVectorMethod:
     """The generalised task-arithmetic family: sparsify, weight, optionally elect signs, sum, scale.
 
-    theta = base + lambda * combine(w_i * sparsify(tau_i)); with sign election an entry of
-    tau_i counts only where its sign agrees with the sign of the weighted sum, and normalise
-    divides by the sum of the weights that took part (entry by entry under election).
-    sparsify: None, "magnitude" (TIES top-k), "band" (Breadcrumbs) or "dare".
+    theta = base + lambda * combine(w_i * sparsify(tau_i)). With sign election an entry of tau_i
+    counts only where its sign agrees with the elected sign (>= 0 counts as +), elected per
+    `p.sign_election` from the weighted sum (mergekit), the unweighted sum of the sparsified task
+    vectors (the paper's code, PEFT's `ties`) or the count of signs; the sum of agreeing entries is
+    divided per `p.disjoint_mean` by the weights that agree (mergekit's normalise), by the number
+    of agreeing inputs, at least 1 (the paper's code), or not at all. Without election, normalise
+    divides by the sum of the weights. `p.task_vector_dtype` rounds inputs and task vectors to that
+    dtype first (the paper's code works on float16 copies). sparsify: None, "magnitude" (TIES
+    top-k), "band" (Breadcrumbs) or "dare".
     """
 
     sparsify: str | None
@@ -91,6 +100,8 @@ class TaskVectorMethod:
     chunked: bool = True
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any:
+        if p.task_vector_dtype is not None:
+            source = RoundedSource(source, p.task_vector_dtype)
         if self.sparsify in ("magnitude", "band"):
             return self._magnitude_cuts(source, p)
         if self.sparsify == "dare" and p.rescale == "l1":
@@ -101,28 +112,32 @@ class TaskVectorMethod:
                 chunk: int) -> torch.Tensor:
         """Merge one chunk; the input chunks are used as scratch space and overwritten."""
         assert base is not None, "task-vector methods need a base tensor"
+        rounding = p.task_vector_dtype
+        if rounding is not None:
+            for tensor in (*inputs, base):
+                tensor.copy_(tensor.to(rounding))
+        # Magnitude cuts were ranked on the exact differences (rounding keeps their order), so those
+        # methods round after trimming; DARE's masks do not depend on values, so it rounds before rescaling.
+        round_after = self.sparsify in ("magnitude", "band")
         deltas = inputs
-        for i, (delta, weight) in enumerate(zip(deltas, p.weights)):
+        for i, delta in enumerate(deltas):
             delta.sub_(base)
+            if rounding is not None and not round_after:
+                delta.copy_(delta.to(rounding))
             self._sparsify_row(delta, i, p, state, chunk)
-            delta.mul_(weight)
-        mixed = deltas[0].clone()
-        for delta in deltas[1:]:
-            mixed.add_(delta)
+            if rounding is not None and round_after:
+                delta.copy_(delta.to(rounding))
         if self.elect_signs:
-            positive = mixed >= 0
-            mixed.zero_()
-            divisor = torch.zeros_like(mixed) if p.normalize else None
+            mixed = _disjoint_merge(deltas, p)
+        else:
             for delta, weight in zip(deltas, p.weights):
-                agree = torch.where(positive, delta > 0, delta < 0)
-                mixed.add_(delta.mul_(agree))
-                if divisor is not None:
-                    divisor.add_(agree, alpha=weight)
-            if divisor is not None:
-                mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
-        elif p.normalize:
-            total = float(sum(p.weights))
-            mixed.div_(total if abs(total) >= 1e-8 else 1.0)
+                delta.mul_(weight)
+            mixed = deltas[0].clone()
+            for delta in deltas[1:]:
+                mixed.add_(delta)
+            if p.normalize:
+                total = float(sum(p.weights))
+                mixed.div_(total if abs(total) >= 1e-8 else 1.0)
         if p.lam != 1.0:
             mixed.mul_(p.lam)
         return mixed.add_(base)
@@ -153,7 +168,7 @@ class TaskVectorMethod:
             if density >= 1:
                 cuts.append((rank_cut(buffer, 0), None))
             elif self.sparsify == "magnitude":
-                cuts.append((rank_cut(buffer, topk_start(n, density)), None))
+                cuts.append((rank_cut(buffer, topk_start(n, density, p.min_kept)), None))
             else:
                 bottom, top = band_ranks(n, density, p.gamma)
                 cuts.append((rank_cut(buffer, bottom), rank_cut(buffer, top) if top < n else None))
@@ -170,3 +185,53 @@ class TaskVectorMethod:
                     magnitude.mul_(dare_keep(magnitude.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk)))
                 after[i] += float(magnitude.sum())
         return [b / a if b >= 1e-7 and a >= 1e-7 else 1.0 for b, a in zip(before, after)]
+
+
+def _disjoint_merge(deltas: list[torch.Tensor], p: TensorParams) -> torch.Tensor:
+    """Sum of the weighted task-vector entries that agree with the elected sign, divided per p.disjoint_mean.
+
+    Agreement is judged on the quantities the vote was taken on: the weighted entries for a weighted
+    vote, the unweighted ones otherwise (so under the paper's convention an input of weight 0 still
+    counts towards the number of agreeing inputs, as it does in its code).
+    """
+    weighted_vote = p.sign_election == "weighted_sum"
+    if weighted_vote:
+        for delta, weight in zip(deltas, p.weights):
+            delta.mul_(weight)
+    if p.sign_election == "count":
+        vote = deltas[0].sign()
+        for delta in deltas[1:]:
+            vote.add_(delta.sign())
+    else:
+        vote = deltas[0].clone()
+        for delta in deltas[1:]:
+            vote.add_(delta)
+    positive = vote >= 0
+    mixed = vote.zero_()
+    mean = p.disjoint_mean or ("weights" if p.normalize else "none")
+    divisor = torch.zeros_like(mixed) if mean != "none" else None
+    for delta, weight in zip(deltas, p.weights):
+        agree = torch.where(positive, delta > 0, delta < 0)
+        if not weighted_vote:
+            delta.mul_(weight)
+        mixed.add_(delta.mul_(agree))
+        if divisor is not None:
+            divisor.add_(agree, alpha=weight if mean == "weights" else 1.0)
+    if mean == "weights":
+        mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
+    elif mean == "count":
+        mixed.div_(divisor.clamp_(min=1.0))
+    return mixed
+
+
+class RoundedSource:
+    """A chunk source whose inputs and base are rounded to `dtype` (kept in float32 buffers)."""
+
+    def __init__(self, source: ChunkSource, dtype: torch.dtype) -> None:
+        self.source, self.dtype, self.numel = source, dtype, source.numel
+
+    def chunks(self) -> Chunks:
+        for index, start, inputs, base in self.source.chunks():
+            for tensor in (*inputs, *([base] if base is not None else [])):
+                tensor.copy_(tensor.to(self.dtype))
+            yield index, start, inputs, base
