@@ -280,7 +280,8 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
         for m in _LETTER_IS_CORRECT.finditer(text)
         if m.group(1) in letters
     ]
-    for span in reversed(answer_spans(text)[-MAX_SPANS:]):
+    spans = answer_spans(text)[-MAX_SPANS:]
+    for span in reversed(spans):
         letter = _choice_in_segment(span.text, options, letters)
         if letter:
             stated.append((span.start, span.rule, letter))
@@ -288,6 +289,8 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
     if stated:
         _, rule, letter = max(stated, key=lambda s: s[0])
         return letter, rule
+    if spans and spans[-1].rule == "boxed" and spans[-1].text.strip():
+        return None, "boxed"  # the boxed final answer names no option (\boxed{R} of five): no guessing
     leading = _leading_choice(safe_plain(text), options, letters)
     if leading:
         return leading

@@ -24,7 +24,8 @@ def _norm_text(text: str) -> str:
     except LatexError:
         pass
     text = re.sub(r"\s+", " ", text).strip().lower()
-    return text.strip(" .,;:!\"'()[]*")
+    text = text.strip(" .,;:\"'()[]*")
+    return re.sub(r"(?<=[a-z])!+$", "", text).strip(" .,;:\"'()[]*")  # "yes!" is "yes"; "4!" stays
 
 
 def gold_letter(gold: object, choices: Sequence[str]) -> str | None:
