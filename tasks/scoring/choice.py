@@ -138,6 +138,9 @@ def _choice_in_segment(segment: str, options: Sequence[str], letters: str) -> st
     return mentioned.pop() if len(mentioned) == 1 else None
 
 
+_LOWER_LABEL = re.compile(r"\(([a-z])\)[.:]?|([a-z])(?:[.):]|(?=\s*$))")
+
+
 def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[str, str] | None:
     s = _OPTION_WORD.sub("", text.strip())
     m = re.match(r"\(([A-Z])\)|([A-Z])(?=[ \t]*(?:$|[\n.:),;]|[ \t]+[-–—][ \t]))", s)
@@ -148,6 +151,12 @@ def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[st
         if named and named != letter and parse_number(options[letters.index(named)]) is None:
             return named, "option_text"
         if letter in letters:
+            return letter, "leading_letter"
+    lower = _LOWER_LABEL.match(s)
+    if lower:  # "b", "(b)", "b) blue": a lower-case letter alone, or labelling its own option's text
+        letter = (lower.group(1) or lower.group(2)).upper()
+        rest = s[lower.end() :].strip()
+        if letter in letters and (not rest or _option_at_start(rest, options, letters) == letter):
             return letter, "leading_letter"
     if options:
         short = len(s) <= 40
@@ -311,3 +320,26 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
     if yes_no:
         return yes_no, "yes_no"
     return None, "none"
+
+
+_LETTER_LIST = re.compile(r"\(?([A-Z])\)?(?:\s*(?:,|;|&|/|and|or)?\s*\(?[A-Z]\)?)*(?![A-Za-z0-9])")
+
+
+def extract_choice_set(response: str, choices: Sequence[str]) -> tuple[tuple[str, ...] | None, str]:
+    """The option letters a response states as its answer, for questions with several right options
+    ("\\boxed{C, D}", "The answer is C and D."): the list of letters its last stated answer starts
+    with; without one, the single choice `extract_choice` reads. Sorted, without repeats."""
+    text = clean_response(response)
+    options = [str(c) for c in choices] if choices else []
+    letters = LETTERS[: len(options)] if options else LETTERS[:DEFAULT_LETTER_COUNT]
+    spans = answer_spans(text)[-MAX_SPANS:] if text.strip() else []
+    if spans:
+        last = spans[-1]
+        stated = safe_plain(last.text).strip() if last.rule == "boxed" else first_clause(safe_plain(last.text))
+        stated = _OPTION_WORD.sub("", _LEAD_NOISE.sub("", stated)).replace("options", "").strip()
+        listed = _LETTER_LIST.match(stated)
+        found = sorted(set(re.findall(r"[A-Z]", listed.group(0)))) if listed else []
+        if len(found) > 1 and all(letter in letters for letter in found):
+            return tuple(found), last.rule
+    letter, rule = extract_choice(response, choices)
+    return ((letter,) if letter else None), rule

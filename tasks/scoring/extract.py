@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from .numeric import number_from_words, parse_number
+from .numeric import number_from_words, numbers_in_words, parse_number
 from .text import (
     SENTENCE_END,
     Span,
@@ -107,29 +107,32 @@ def extract_number(response: str) -> tuple[str | None, str]:
 _BOLD = re.compile(r"\*\*([^*\n]{1,40})\*\*")
 
 
-def _numbers(plain: str) -> list[tuple[str, float]]:
+def _numbers(plain: str, words: bool = False) -> list[tuple[str, float]]:
+    """The numbers of a text in order, as (text, value); with `words`, also those written in words."""
     found = []
     for m in _NUMBER_TOKEN.finditer(plain):
         number = parse_number(m.group(0))
         if number is not None:
-            found.append((number.text, number.value))
-    return found
+            found.append((m.start(), number.text, number.value))
+    if words:
+        found += [(at, digits, float(digits)) for at, digits in numbers_in_words(plain)]
+    return [(text, value) for _, text, value in sorted(found)]
 
 
 def unstated_number(response: str, question: str) -> str | None:
     """For a response that states no answer: the number a reader would take as its answer, given the
-    question. The last number set in bold, else the last number the question does not itself contain
-    ("2 items sold less than 5 units" -> 2), else one written in words, else the last number."""
+    question. The last number set in bold, else the last number (in digits or words) the question
+    does not itself contain ("three algorithms with accuracy lower than 8" -> 3), else the last one."""
     bold = [n for m in _BOLD.finditer(strip_reasoning(response)) for n in _numbers(safe_plain(m.group(1)))]
     if bold:
         return bold[-1][0]
     plain = _THOUSANDS.sub("", safe_plain(clean_response(response)[-TAIL_CHARS:]))
-    asked = {value for _, value in _numbers(safe_plain(question))}
-    numbers = _numbers(plain)
+    asked = {value for _, value in _numbers(safe_plain(question), words=True)}
+    numbers = _numbers(plain, words=True)
     fresh = [text for text, value in numbers if value not in asked]
     if fresh:
         return fresh[-1]
-    return number_from_words(plain) or (numbers[-1][0] if numbers else None)
+    return numbers[-1][0] if numbers else None
 
 
 def extract_answer_text(response: str) -> tuple[str | None, str]:
