@@ -65,6 +65,14 @@ def _rows(name: str) -> Iterator[dict[str, Any]]:
             yield json.loads(line)
 
 
+def models_by_split(benchmark: str) -> dict[str, set[str]]:
+    """The runs of each split in a benchmark's evidence ("mathvista" or "mathvision")."""
+    found: dict[str, set[str]] = defaultdict(set)
+    for row in _rows(f"{benchmark}_responses.jsonl.gz"):
+        found[row["split"]].add(row["model"])
+    return dict(found)
+
+
 def mathvista_doc(item: dict[str, Any]) -> dict[str, Any]:
     """An evidence item as a document in the published Hugging Face schema (the fields scoring reads)."""
     return {**item, "metadata": {"category": item["category"], "task": item["task"]}}

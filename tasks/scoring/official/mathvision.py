@@ -25,6 +25,7 @@ import math
 import operator
 import re
 from collections.abc import Mapping
+from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
@@ -33,6 +34,9 @@ from ..verdict import Verdict
 _FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
 _BOXED = re.compile(r"oxed{(.*)}", re.DOTALL)
 _MATH_NAMES = {name for name in dir(math) if not name.startswith("_")}
+_LETTER = re.compile(r"[A-Za-z]")
+_LATEX = re.compile(r"[\\{}]")
+_DECIMAL = re.compile(r"-?\d+(?:\.\d+)?")
 MAX_LATEX_CHARS = 200  # longer texts are not evaluated (the official code would try; they never match)
 
 
@@ -188,8 +192,11 @@ def _evaluate(node: ast.AST) -> Any:
 def latex_value(text: str) -> int | float | None:
     """`eval(str(latex2sympy(text)))` as the official code computes it (int or float), or None where
     that raises (unknown names such as a, E, I or oo; LaTeX that latex2sympy cannot read)."""
-    if len(text) > MAX_LATEX_CHARS:
-        return None
+    if len(text) > MAX_LATEX_CHARS or (_LETTER.search(text) and not _LATEX.search(text)):
+        return None  # plain text with letters reads as a product of unknown symbols ("pi" is i*p): eval fails
+    if _DECIMAL.fullmatch(text):  # what latex2sympy gives a plain number: an exact rational
+        exact = Fraction(text)
+        return exact.numerator if exact.denominator == 1 else exact.numerator / exact.denominator
     from latex2sympy2 import latex2sympy  # the LaTeX reader of the official code; slow to import
 
     try:
@@ -226,7 +233,8 @@ def is_equal(answer: str, gold: str) -> bool:
         return True
     if _tuple_text(answer) == _tuple_text(gold):
         return True
-    a, g = latex_value(gold), latex_value(answer)
+    g = latex_value(gold)
+    a = latex_value(answer) if g is not None else None
     try:
         return a is not None and g is not None and round(a, 2) == round(g, 2)
     except (OverflowError, ValueError):  # round() of inf or nan
