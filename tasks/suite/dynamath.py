@@ -20,7 +20,16 @@ import datasets
 from mvlm_tasks.scoring import score_protocols
 from mvlm_tasks.sources import SOURCES, load_split
 
-from .common import COT_PROMPT, STANDARD_METRICS, WORST, cot_instruction, prompt_style, record, results, visuals
+from .common import (
+    COT_PROMPT,
+    STANDARD_METRICS,
+    WORST,
+    cot_instruction,
+    prompt_style,
+    record,
+    results,
+    visuals,
+)
 
 ANSWER_KINDS = {"multiple choice": "choice", "float": "float"}  # anything else: free form
 FLOAT_DECIMALS = 3  # DynaMath asks for floats with three decimals

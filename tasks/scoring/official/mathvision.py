@@ -202,7 +202,7 @@ def latex_value(text: str) -> int | float | None:
     try:
         expr = latex2sympy(text)
         value = _evaluate(ast.parse(str(expr), mode="eval"))
-    except Exception:  # latex2sympy and arithmetic raise many kinds of errors; the official code catches all
+    except Exception:  # noqa: BLE001 (latex2sympy raises many error types; the official code catches all)
         return None
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
