@@ -52,10 +52,10 @@ def main() -> None:
                       TRANSFORMERS_VERBOSITY="error", TOKENIZERS_PARALLELISM="false")
 
     import transformers as T
-    from lmms_eval.models import get_model
 
     from harness_ext.evaluate import evaluate, task_manager
     from harness_ext.lmms_model import MergedVLMChat
+    from lmms_eval.models import get_model
     from merge_models.tiny import TinySizes, build_family
 
     family = build_family("llava", args.work, sizes=TinySizes(hidden=args.hidden, layers=args.layers,
