@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 DEBUG_HINT = "rerun with --verbosity DEBUG for the traceback"
+HELP = ("-h", "--help")
 
 
 def _tasks_dir() -> str:
@@ -35,7 +36,8 @@ def _check_merged_vlm(argv: list[str]) -> None:
     from harness_ext.model_options import VLM_OPTIONS, parse_model_args_string, split_model_args
     from merge_models.plan import build_plan
 
-    args = split_model_args(parse_model_args_string(_option(argv, "--model_args") or ""), VLM_OPTIONS, "merged_vlm")
+    given = parse_model_args_string(_option(argv, "--model_args") or "")
+    args = split_model_args(given, VLM_OPTIONS, "merged_vlm")
     build_plan(args.recipe).close()
 
 
@@ -56,7 +58,7 @@ def _fail(message: str, code: int) -> None:
 def main() -> None:
     """Entry point of the `lmms_eval` console script."""
     argv = sys.argv[1:]
-    evaluating = bool(argv) and (argv[0] == "eval" or (argv[0].startswith("-") and argv[0] not in ("-h", "--help")))
+    evaluating = bool(argv) and (argv[0] == "eval" or (argv[0].startswith("-") and argv[0] not in HELP))
     if evaluating:
         argv = argv[1:] if argv[0] == "eval" else argv
         from harness_ext.hub import go_offline_if_unreachable, offline_set
@@ -110,9 +112,10 @@ def _evaluate(argv: list[str]) -> None:
 def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
     """One line for a run that raised, and its exit status: a MergeError (anywhere in the chain) speaks for
     itself (status 2); anything else is named with where it happened (status 1)."""
+    from mvlm_tasks.sources.errors import first_line
+
     from harness_ext.lmms_results import merge_loaded
     from merge_models.errors import MergeError
-    from mvlm_tasks.sources.errors import first_line
 
     chain = _chain(exc)
     cause = next((e for e in chain if isinstance(e, MergeError)), None)
@@ -125,7 +128,7 @@ def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
 
 
 def _chain(exc: BaseException) -> list[BaseException]:
-    """`exc` and what it wraps: tenacity's last attempt (lmms-eval retries dataset loading), causes, contexts."""
+    """`exc` and what it wraps: tenacity's last attempt (lmms-eval retries loading), causes, contexts."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:

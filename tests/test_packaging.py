@@ -41,7 +41,8 @@ def _lock_pins() -> dict[str, str]:
     for line in (ROOT / "requirements.lock").read_text().splitlines():
         if line.strip() and not line.lstrip().startswith("#"):
             name, sep, version = line.partition("==")
-            assert sep and version.strip() and not set(version) & set("<>=!~*, ;"), f"not an exact pin: {line!r}"
+            exact = sep and version.strip() and not set(version) & set("<>=!~*, ;")
+            assert exact, f"not an exact pin: {line!r}"
             pins[canonicalize_name(name)] = version.strip()
     return pins
 
@@ -58,7 +59,7 @@ def test_lock_pins_every_requirement_within_its_range_and_hold():
         requirement = Requirement(text)
         name = canonicalize_name(requirement.name)
         assert name in pins, f"{text!r} is not in requirements.lock; regenerate it with .ci/lock"
-        assert requirement.specifier.contains(pins[name], prereleases=True), f"lock has {name}=={pins[name]}: {text!r}"
+        assert requirement.specifier.contains(pins[name], prereleases=True), f"{name}=={pins[name]}: {text!r}"
 
 
 def test_lock_holds_filelock_below_the_release_without_the_module_lmms_eval_imports():
@@ -73,7 +74,8 @@ def test_readme_quick_start_install_commands_are_what_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text().splitlines()
     installs = [part.strip() for line in quick_start.splitlines() for part in line.split("&&")
                 if part.strip().startswith("pip install")]
-    assert installs == ["pip install -c requirements.lock -e .", "pip install -c requirements.lock -e '.[test]'"]
+    assert installs == ["pip install -c requirements.lock -e .",
+                        "pip install -c requirements.lock -e '.[test]'"]
     for command in installs:
         assert command in ci, f"README's `{command}` is not a line of .ci/run"
     assert "python -m pytest" in ci
@@ -87,7 +89,8 @@ def test_lock_check_reports_extra_missing_and_moved_distributions():
     spec = importlib.util.spec_from_file_location("check_lock", ROOT / ".ci" / "check_lock.py")
     check_lock = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(check_lock)
-    locked = check_lock.pins(["# header", "filelock==4.2.12", "    # via datasets", "torch==2.14.1", "six==1.17.0"])
+    locked = check_lock.pins(["# header", "filelock==4.2.12", "    # via datasets", "torch==2.14.1",
+                              "six==1.17.0"])
     have = {"filelock": Version("4.3.1"), "torch": Version("2.14.1"), "rich": Version("15.0.0")}
     assert check_lock.differences(have, locked, subset=False) == [
         "not in the lock: rich==15.0.0", "filelock: installed 4.3.1, locked 4.2.12", "missing: six==1.17.0"]

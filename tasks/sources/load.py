@@ -93,9 +93,9 @@ def check_available(names: list[str], offline: bool) -> None:
     if offline:
         missing = [s.hub_id for s in sources if not _in_hub_cache(s)]
         if missing:
+            verb = "is" if len(missing) == 1 else "are"
             raise DataError(f"{wanted}: {DATA_ENV} is not set, the Hugging Face Hub is offline and "
-                            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} not in its local cache; "
-                            f"{_offline_fix(wanted)}")
+                            f"{', '.join(missing)} {verb} not in its local cache; {_offline_fix(wanted)}")
 
 
 def _in_hub_cache(source: Source) -> bool:
@@ -103,6 +103,6 @@ def _in_hub_cache(source: Source) -> bool:
     try:
         for split in source.splits:
             read_hub(source, split)
-    except Exception:  # not cached, or cached incompletely: either way the run could not read it
+    except Exception:  # noqa: BLE001 -- not cached, or cached in part: either way the run could not read it
         return False
     return True
