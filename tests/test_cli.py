@@ -34,21 +34,9 @@ def _options(path: tuple[str, ...]):
 
 
 @pytest.fixture
-def narrow(capsys, monkeypatch):
+def narrow(run_cli):
     """Run `merged-vlm ARGS` in-process in an 80-column terminal; returns (exit code, stdout)."""
-    from harness_ext.cli import main
-
-    def run(*args: str) -> tuple[int, str]:
-        monkeypatch.setattr(sys, "argv", ["merged-vlm", *args])
-        monkeypatch.setenv("COLUMNS", "80")
-        code = 0
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        return code, capsys.readouterr().out
-
-    return run
+    return lambda *args: run_cli(*args, columns=80)[:2]
 
 
 def test_version(narrow):
