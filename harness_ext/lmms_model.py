@@ -69,7 +69,7 @@ class _MergedVLM(lmms):
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(repr(sorted(self._gen_kwargs(request.args).items())), []).append(index)
-        with tqdm(total=len(requests), desc="merged_vlm", disable=self.rank != 0) as bar:
+        with tqdm(total=len(requests), desc="merged_vlm", disable=self.rank != 0 or self.options["quiet"]) as bar:
             for indices in groups.values():
                 for start in range(0, len(indices), self.batch_size):
                     batch = indices[start:start + self.batch_size]

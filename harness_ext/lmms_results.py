@@ -24,6 +24,11 @@ def record_loaded_merge(record: dict[str, Any]) -> None:
     _install()
 
 
+def merge_loaded() -> bool:
+    """Whether a merged model has loaded in this process."""
+    return bool(_current)
+
+
 def output_folder_name(record: dict[str, Any]) -> str:
     """`<recipe name>-<hash>`, sanitised as lmms-eval sanitises folder names: where results land."""
     from lmms_eval.loggers.evaluation_tracker import sanitize_model_name

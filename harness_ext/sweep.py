@@ -58,12 +58,14 @@ def _range(text: str, spec: str) -> list[float]:
     return [float(start + i * step) for i in range(count)]
 
 
-def expand(recipe_file: str | Path, grid: dict[str, list[Any]]) -> list[Variant]:
-    """Every combination of the grid, each validated as a recipe before anything runs.
+def expand(recipe_file: str | Path, grid: dict[str, list[Any]],
+           overrides: dict[str, Any] | None = None) -> list[Variant]:
+    """Every combination of the grid on the recipe with `overrides` applied, each validated as a recipe
+    before anything runs.
 
     Each variant is named `<recipe name>@<key>=<value>,...` (names are cosmetic: not in the hash).
     """
-    document = read_recipe_document(recipe_file)
+    document = apply_overrides(read_recipe_document(recipe_file), overrides or {})
     stem = document.get("name") or Path(recipe_file).stem
     keys = list(grid)
     variants = []
@@ -90,17 +92,18 @@ class SweepResult:
 
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
               limit: int | None = None, batch_size: int = 8, on_done: Callable[[Path], None] | None = None,
-              log: Callable[[str], None] = print) -> list[SweepResult]:
-    """Evaluate every variant not finished yet, hand every finished one to `on_done` (which must be
-    idempotent), and return all variants' results in grid order."""
+              log: Callable[[str], None] = print, overrides: dict[str, Any] | None = None) -> list[SweepResult]:
+    """Evaluate every variant not finished yet (the recipe with `overrides`, then the grid's values), hand
+    every finished one to `on_done` (which must be idempotent), and return all variants' results in grid
+    order."""
     from harness_ext.evaluate import evaluate
     from harness_ext.lmms_model import MergedVLMChat
     from harness_ext.lmms_results import output_folder_name
     from harness_ext.remerge import InPlaceMerger
 
-    variants = expand(recipe_file, grid)
+    variants = expand(recipe_file, grid, overrides)
     out.mkdir(parents=True, exist_ok=True)
-    _write_state(out, recipe_file, grid, tasks, limit)
+    _write_state(out, recipe_file, grid, tasks, limit, overrides or {})
     merger: InPlaceMerger | None = None
     results = []
     for index, variant in enumerate(variants, 1):
@@ -140,8 +143,10 @@ def _result(variant: Variant, folder: Path) -> SweepResult:
 
 
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],
-                 limit: int | None) -> None:
+                 limit: int | None, overrides: dict[str, Any]) -> None:
     state = {"recipe": str(resolve_recipe_path(recipe_file)), "grid": grid, "tasks": tasks, "limit": limit}
+    if overrides:  # only then, so that folders of sweeps without --set stay resumable
+        state["set"] = overrides
     path = out / STATE
     if path.is_file():
         earlier = json.loads(path.read_text())

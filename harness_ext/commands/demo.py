@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from harness_ext.console import console
+from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 
 BASELINE = {"modules": []}  # merges nothing: the VLM exactly as published
 
@@ -16,18 +16,23 @@ BASELINE = {"modules": []}  # merges nothing: the VLM exactly as published
 def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in recipes/."),
          tasks: str = typer.Option("mvlm_probe_perception,mvlm_probe_reasoning", help="Comma-separated tasks."),
          limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
-         output_path: Path = typer.Option(Path("out/demo"), help="lmms-eval output folder."),
-         batch_size: int = typer.Option(8, help="Generation batch size.")) -> None:
+         out: Path = typer.Option(Path("out/demo"), "--out", help="lmms-eval output folder."),
+         batch_size: int = typer.Option(8, help="Generation batch size."),
+         set_: Optional[list[str]] = SetOpt, quiet: bool = QuietOpt) -> None:
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
+    if quiet:
+        be_quiet()
     from harness_ext.evaluate import evaluate, split_scores
     from harness_ext.lmms_model import MergedVLMChat
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
+    overrides = parse_assignments(set_, "--set")
+    progress = say(quiet)
     rows = []
-    for label, overrides in (("VLM alone", BASELINE), ("merged", {})):
-        console.print(f"[bold]{label}[/]: loading and evaluating {', '.join(names)} ...")
-        model = MergedVLMChat(recipe=recipe, batch_size=batch_size, quiet=True, **overrides)
-        evaluation = evaluate(model, names, output_path, limit)
+    for label, variant in (("VLM alone", {**overrides, **BASELINE}), ("merged", overrides)):
+        progress(f"[bold]{label}[/]: loading and evaluating {', '.join(names)} ...")
+        model = MergedVLMChat(recipe=recipe, batch_size=batch_size, quiet=quiet, **variant)
+        evaluation = evaluate(model, names, out, limit)
         rows.append((label, model.loaded.record["recipe_hash"], split_scores(evaluation.results), evaluation.folder))
         del model
     _print_table(names, rows)
@@ -49,7 +54,7 @@ def _print_table(tasks: list[str], rows: list[tuple[str, str, dict[str, float], 
                 text += f" ({100 * (value - baseline[task]):+.1f})"
             cells.append(text)
         table.add_row(label, recipe_hash, *cells)
-    console.print(table)
+    print_table(table)
     for label, _, _, folder in rows:
         if folder:
             console.print(f"{label}: results and per-sample logs in {folder}")

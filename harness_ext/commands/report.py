@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness_ext.commands.track import StoreOpt, open_store
-from harness_ext.console import console
+from harness_ext.console import console, print_table
 
 FORMATS = ("table", "markdown", "csv", "html")
 TasksOpt = typer.Option("--tasks", help="Tasks, comma-separated (default: all).")
@@ -57,7 +57,7 @@ def leaderboard(
         write_atomic(plot, png)
         console.print(f"plot: {plot}", markup=False, highlight=False)
     if output_format == "table" and out is None:
-        _print_wide(board_module.rich_table(board))
+        print_table(board_module.rich_table(board))
         return
     if output_format == "html":
         from harness_ext.results.render_html import page
@@ -78,8 +78,8 @@ def leaderboard(
         console.print(f"{output_format}: {out}", markup=False, highlight=False)
 
 
-def compare(a: Annotated[str, typer.Argument(help="Reference side A (run, variant or results path).")],
-            b: Annotated[str, typer.Argument(help="Side B, compared against A (differences are B - A).")],
+def compare(a: Annotated[str, typer.Argument(metavar="A", help="Reference side A (run, variant or results path).")],
+            b: Annotated[str, typer.Argument(metavar="B", help="Side B, compared against A (differences are B - A).")],
             tasks: Annotated[str | None, TasksOpt] = None, alpha: Annotated[float, AlphaOpt] = 0.05,
             iterations: Annotated[int, IterationsOpt] = 10_000, seed: Annotated[int, SeedOpt] = 0,
             as_json: Annotated[bool, typer.Option("--json", help="Print the comparison as JSON.")] = False,
@@ -131,7 +131,7 @@ def regress(baseline: Annotated[str, typer.Option("--baseline", help="The refere
     raise typer.Exit(1)
 
 
-def submit(run: Annotated[str, typer.Argument(help="The run or variant to submit.")],
+def submit(run: Annotated[str, typer.Argument(metavar="RUN", help="The run or variant to submit.")],
            out: Annotated[Path, typer.Option("--out", help="Folder for the bundle.")],
            force: Annotated[bool, typer.Option("--force", help="Replace --out if it is not empty.")] = False,
            store: Annotated[Path | None, StoreOpt] = None) -> None:
@@ -179,7 +179,7 @@ def _print_comparison(comparison) -> None:
         table.add_row(row.name, str(row.n), _percent(row.a), _percent(row.b), Text(delta, style=style), interval,
                       "-" if test is None else str(test.a_only), "-" if test is None else str(test.b_only),
                       "-" if test is None else _p(test.p), "-" if test is None else test.test, row.note)
-    _print_wide(table)
+    print_table(table)
     for mismatch in comparison.mismatches:
         parts = [f"{len(keys)} {what}" for what, keys in (("only in A", mismatch.only_a), ("only in B", mismatch.only_b),
                                                           ("with different targets", mismatch.target_differs)) if keys]
@@ -190,18 +190,6 @@ def _print_comparison(comparison) -> None:
         if tasks:
             console.print(f"only {side} has {', '.join(tasks)}: not compared", style="yellow", markup=False,
                           highlight=False, soft_wrap=True)
-
-
-def _print_wide(table: Table) -> None:
-    """Print at least as wide as the table's natural width: a narrow terminal wraps lines rather than rich
-    squeezing columns and cutting numbers."""
-    natural = console.measure(table, options=console.options.update_width(1000)).maximum
-    previous = console.width
-    console.width = max(natural, previous)
-    try:
-        console.print(table, crop=False)
-    finally:
-        console.width = previous
 
 
 def _percent(value: float | None) -> str:

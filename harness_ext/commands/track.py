@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness_ext.console import console
+from harness_ext.console import console, print_table
 
 track_app = typer.Typer(help="The results store: record lmms-eval / lm-eval runs under results/, list, query.",
                         no_args_is_help=True)
@@ -23,7 +23,7 @@ def open_store(path: Path | None):
     return Store(path or default_root())
 
 
-def ingest(output_path: Annotated[Path, typer.Argument(help="lmms-eval / lm-eval --output_path folder, or one "
+def ingest(output_path: Annotated[Path, typer.Argument(metavar="OUTPUT_PATH", help="lmms-eval / lm-eval --output_path folder, or one "
                                                                  "results JSON file.")],
            baseline: Annotated[bool, typer.Option("--baseline", help="Mark these runs as the unmerged VLM "
                                                                       "baseline.")] = False,
@@ -54,10 +54,10 @@ def list_runs(store: Annotated[Path | None, StoreOpt] = None) -> None:
         tasks = ", ".join(t.removeprefix("mvlm_") for t in (row["task_list"] or "").split(", ") if t)
         table.add_row(row["run_id"], row["date"][:16].replace("T", " "), row["name"], row["variant_id"][:16],
                       f"{row['harness']} / {row['model']}", tasks, "yes" if row["baseline"] else "")
-    console.print(table)
+    print_table(table)
 
 
-def query(sql: Annotated[str, typer.Argument(help="A read-only SQL query over the index tables runs, tasks, "
+def query(sql: Annotated[str, typer.Argument(metavar="SQL", help="A read-only SQL query over the index tables runs, tasks, "
                                                   "split_scores, samples and the view latest.")],
           store: Annotated[Path | None, StoreOpt] = None) -> None:
     """Run a read-only SQL query over the index built from the record files."""
@@ -76,7 +76,7 @@ def query(sql: Annotated[str, typer.Argument(help="A read-only SQL query over th
         table.add_column(column[0], overflow="fold")
     for row in cursor.fetchall():
         table.add_row(*("" if value is None else str(value) for value in row))
-    console.print(table)
+    print_table(table)
 
 
 def register(app: typer.Typer) -> None:

@@ -48,11 +48,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+def is_known(name: str) -> bool:
+    """Whether `name` is one of this project's tasks or groups."""
+    return name in GROUPS or name in REAL_TASKS or name in PROBE_TASKS
+
+
 def leaf_tasks(name: str) -> list[str]:
     """The tasks a task or group name stands for, in order."""
     if name in GROUPS:
         return [task for member in GROUPS[name] for task in leaf_tasks(member)]
-    if name in REAL_TASKS or name in PROBE_TASKS:
+    if is_known(name):
         return [name]
     known = ", ".join([*GROUPS, *REAL_TASKS, *PROBE_TASKS])
     raise DataError(f"unknown task or group {name!r}; known: {known}")
