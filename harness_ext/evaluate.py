@@ -30,17 +30,25 @@ class Evaluation:
     folder: Path | None
 
 
-def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int | float | None = None,
-             model_args: str = "") -> Evaluation:
-    """Run `tasks` on an lmms-eval model object; save results and samples under output_path if given."""
+def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int | float | None = None) -> Evaluation:
+    """Run `tasks` on an lmms-eval model object; save results and samples under output_path if given.
+
+    A merged VLM's results name the model as the command line does (`merged_vlm`, with the `--model_args` that
+    load the same merge), not by its Python class, so the recorded run says how to reproduce it.
+    """
     from lmms_eval import evaluator, utils
     from lmms_eval.loggers import EvaluationTracker
 
+    from harness_ext.lmms_model import MODEL_NAME, MergedVLMChat, MergedVLMSimple
+    from harness_ext.lmms_results import reproducing_args
+
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     stamp = utils.get_datetime_str()
-    results = evaluator.simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
+    results = evaluator.simple_evaluate(model=lm, tasks=tasks, limit=limit,
                                         log_samples=True, evaluation_tracker=tracker, task_manager=task_manager(),
                                         batch_size=lm.batch_size, datetime_str=stamp, verbosity="WARNING")
+    if isinstance(lm, MergedVLMChat | MergedVLMSimple):
+        results["config"].update(model=MODEL_NAME, model_args=reproducing_args(lm.loaded.record))
     samples = results.pop("samples")
     folder = None
     if tracker is not None:

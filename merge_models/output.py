@@ -152,16 +152,22 @@ def verify_checkpoint(out_dir: Path, recipe_hash: str) -> str | None:
 
 
 def recipe_yaml(plan: MergePlan) -> str:
-    """The normalised recipe as YAML, loadable again as a recipe."""
+    """The normalised recipe as YAML, loadable again as a recipe; local checkpoints are named relative to
+    their repository (merge_models.portable), with their identities in the header."""
     header = f"# merged-vlm recipe, normalised; recipe_hash {plan.recipe_hash}\n"
-    return header + yaml.safe_dump(plan.recipe.normalized(), sort_keys=False)
+    local = [f"# {c.field}: {c.path.name}, {json.dumps(c.identity)}\n" for c in plan.checkpoints()
+             if c.hub_identity is None]
+    if local:
+        header += "# local checkpoints (named relative to their repository):\n" + "".join(local)
+    return header + yaml.safe_dump(plan.portable_recipe(), sort_keys=False)
 
 
 def model_card(plan: MergePlan) -> str:
     """A Hugging Face model card stating the recipe, its hash, the inputs and the versions."""
     recipe = plan.recipe
+    portable = plan.portable_recipe()
     front = {
-        "base_model": [recipe.vlm.model] + [s.model for s in recipe.sources],
+        "base_model": [portable["vlm"]["model"]] + [s["model"] for s in portable["sources"]],
         "library_name": "transformers",
         "tags": ["merge", "merged-vlm", plan.method.name],
     }

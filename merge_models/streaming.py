@@ -43,11 +43,14 @@ class TensorStream:
     rows); yielded tensors are overwritten by the next chunk.
     """
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, chunked: bool) -> None:
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, chunked: bool,
+                 with_base: bool | None = None) -> None:
+        """`with_base`: stream the base too (default: when the method works on task vectors)."""
         assert entry.canonical is not None
         self.sources: list[tuple[Checkpoint, str]] = [(plan.vlm, entry.name)]
         self.sources += [(s, s.canonical_map[entry.canonical]) for s in plan.sources]
-        self.base = (plan.base, plan.base.canonical_map[entry.canonical]) if plan.base else None
+        wanted = plan.method.needs_base if with_base is None else with_base
+        self.base = (plan.base, plan.base.canonical_map[entry.canonical]) if plan.base and wanted else None
         row = entry.numel // entry.shape[0] if entry.shape else 1
         self.numel = entry.rows * row if entry.rows is not None else entry.numel
         self.shape = (entry.rows, *entry.shape[1:]) if entry.rows is not None else entry.shape
