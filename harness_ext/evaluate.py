@@ -23,11 +23,12 @@ def task_manager():
 
 @dataclass(frozen=True)
 class Evaluation:
-    """lmms-eval's aggregated results, per-sample logs, and the folder they were written to."""
+    """lmms-eval's aggregated results, per-sample logs, and the folder and results file they were written to."""
 
     results: dict[str, Any]
     samples: dict[str, list[dict[str, Any]]]
     folder: Path | None
+    results_file: Path | None = None
 
 
 def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int | float | None = None) -> Evaluation:
@@ -50,13 +51,14 @@ def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int |
     if isinstance(lm, MergedVLMChat | MergedVLMSimple):
         results["config"].update(model=MODEL_NAME, model_args=reproducing_args(lm.loaded.record))
     samples = results.pop("samples")
-    folder = None
+    folder = results_file = None
     if tracker is not None:
         tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
         for task in results["configs"]:
             tracker.save_results_samples(task_name=task, samples=samples[task])
         folder = Path(output_path) / tracker.general_config_tracker.model_name_sanitized
-    return Evaluation(results, samples, folder)
+        results_file = folder / f"{tracker.date_id}_results.json"
+    return Evaluation(results, samples, folder, results_file)
 
 
 def split_scores(results: dict[str, Any], metric: str = "mvlm_acc") -> dict[str, float]:

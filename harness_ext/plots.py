@@ -55,7 +55,7 @@ def sweep_figure(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], title: st
             axis.legend(fontsize=8)
     for axis in axes.flat:
         axis.set_ylim(0, min(100.0, max(10.0, 1.15 * top)))
-    figure.suptitle(f"{title}: accuracy with 95% bootstrap intervals; n = documents per task or split")
+    figure.suptitle(f"{title}\naccuracy with 95% bootstrap intervals; n = documents per task or split", fontsize=10)
     return figure
 
 

@@ -31,18 +31,18 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     name = read_recipe_document(recipe).get("name") or Path(recipe).stem
-    rows = []
+    rows, written = [], []
     for label, overrides in (("VLM alone", vlm_alone(name)), ("merged", {})):
         console.print(f"[bold]{label}[/]: loading and evaluating {', '.join(names)} ...")
         model = MergedVLMChat(recipe=recipe, batch_size=batch_size, quiet=True, **overrides)
         evaluation = evaluate(model, names, output_path, limit)
         rows.append((label, model.loaded.record["recipe_hash"], split_scores(evaluation.results), evaluation.folder))
         counts = {v.get("effective") for v in evaluation.results.get("n-samples", {}).values()}
+        written.append(evaluation.results_file)
         del model
     _print_table(names, rows, ", ".join(str(c) for c in sorted(c for c in counts if c is not None)))
-    if ingest:
-        for _, _, _, folder in rows:
-            record_runs(read_output(folder), commit=commit)
+    if ingest:  # the two runs just made, not earlier ones in the same folders
+        record_runs([record for path in written for record in read_output(path)], commit=commit)
 
 
 def vlm_alone(name: str) -> dict[str, Any]:

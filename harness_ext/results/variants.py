@@ -17,6 +17,7 @@ import json
 from pathlib import PurePath
 from typing import Any
 
+from harness_ext.arguments import split_arguments
 from harness_ext.results.record import ModelRef, Variant
 
 # Model arguments that do not change what is evaluated.
@@ -73,18 +74,7 @@ def parse_model_args(value: Any) -> dict[str, Any]:
     """lmms-eval's `k=v,k=v` string (commas inside brackets belong to the value) or lm-eval's dict, as a dict."""
     if isinstance(value, dict):
         return dict(value)
-    items, depth, current = [], 0, ""
-    for char in str(value or ""):
-        if char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        if char == "," and depth == 0:
-            items.append(current)
-            current = ""
-        else:
-            current += char
-    pairs = (item.split("=", 1) for item in [*items, current] if "=" in item)
+    pairs = (item.split("=", 1) for item in split_arguments(str(value or "")) if "=" in item)
     return {k.strip(): v.strip() for k, v in pairs}
 
 
