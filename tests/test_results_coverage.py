@@ -197,6 +197,22 @@ def test_records_and_bundles_hold_no_absolute_path(outputs, tmp_path, run_cli):
             assert _absolute_paths(path.read_text()) == [], path
 
 
+def test_bundle_command_names_the_model_as_the_command_line_does(outputs, tmp_path, run_cli):
+    """Runs once recorded with the model's Python class (`demo`, `sweep`) still reproduce with `merged_vlm`."""
+    copy = shutil.copytree(outputs["doctored"], tmp_path / "run")
+    [results_file] = copy.rglob("*_results.json")
+    data = json.loads(results_file.read_text())
+    data["config"].update(model="MergedVLMChat", model_args="")
+    results_file.write_text(json.dumps(data))
+    root = tmp_path / "store"
+    Store(root).add(read_output(copy))
+    assert run_cli("submit", D, "--out", tmp_path / "bundle", "--store", root)[0] == 0
+    card = (tmp_path / "bundle/MODEL_CARD.md").read_text()
+    assert ("lmms_eval --model merged_vlm --model_args recipe=recipe.yaml --tasks mvlm_probe_perception,"
+            "mvlm_probe_reasoning --limit 6 --gen_kwargs max_new_tokens=4 --output_path out --log_samples") in card
+    assert json.loads((tmp_path / "bundle/results.json").read_text())["config"]["model"] == "merged_vlm"
+
+
 def test_committed_records_hold_no_absolute_path_and_full_runs_only():
     files = sorted((ROOT / "results").rglob("*.json")) + [ROOT / "results/README.md"]
     assert len(files) > 1

@@ -1,4 +1,5 @@
-"""`merged-vlm track ingest | list | query`: record evaluation runs under results/ and look them up."""
+"""`merged-vlm track ingest | list | query`: record evaluation runs (in the local store, or the committed one
+with --commit; see harness_ext.results.store) and look them up."""
 
 from __future__ import annotations
 

@@ -28,6 +28,7 @@ from harness_ext.results.variants import parse_model_args
 from merge_models.portable import repository_root
 
 MERGED_MODEL = "merged_vlm"  # lmms-eval's name of the merged model (the `--model` of the command line)
+LM_EVAL_TASKS = "import harness_ext.lm_eval_tasks as t, os; print(os.path.dirname(t.__file__))"
 
 
 def write_bundle(evaluation: Evaluation, out: Path, force: bool = False) -> list[Path]:
@@ -191,8 +192,11 @@ def reproduce_command(evaluation: Evaluation, first: RunRecord) -> str:
     else:
         args = first.harness.model_args
     harness = "lm_eval" if first.harness.name == "lm-eval" else "lmms_eval"
+    include = ""  # lm-eval finds this project's text tasks only on an include path (lmms_eval adds its own)
+    if harness == "lm_eval" and any(task.startswith("mvlm_") for task in evaluation.tasks):
+        include = f' --include_path "$(python -c "{LM_EVAL_TASKS}")"'
     return (f"{harness} --model {command_model(evaluation, first)} --model_args {args} --tasks {tasks}{limit}"
-            f"{batch_size}{gen_kwargs} --output_path out --log_samples")
+            f"{batch_size}{gen_kwargs}{include} --output_path out --log_samples")
 
 
 def _first(evaluation: Evaluation) -> RunRecord:
