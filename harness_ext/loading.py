@@ -15,7 +15,7 @@ import transformers as T
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.executor import merge_into
-from merge_models.output import write_checkpoint
+from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, build_plan
 from merge_models.portable import portable_name
 
@@ -119,7 +119,11 @@ def load_processor(plan: MergePlan, options: dict[str, Any]):
 def save_merged(plan: MergePlan, target: Path, cached: Path | None) -> None:
     """Write the merged checkpoint to `target` (copied from the cache entry when there is one)."""
     if cached is not None:
-        publish(target, lambda temp: shutil.copytree(cached, temp, dirs_exist_ok=True), replace=True)
+        def copy(temp: Path) -> None:
+            shutil.copytree(cached, temp, dirs_exist_ok=True)
+            write_descriptions(plan, temp)  # local inputs named from the new place
+
+        publish(target, copy, replace=True)
     else:
         publish(target, lambda temp: write_checkpoint(plan, temp), replace=True)
 

@@ -44,6 +44,12 @@ def portable_name(name: str | Path, relative_to: Path | None = None) -> str:
     return (windows.name if windows.drive else PurePosixPath(path.as_posix()).name) or "."
 
 
+def relative_to_folder(path: Path, folder: Path) -> str:
+    """`path` relative to `folder`, written so a recipe in `folder` reads it as a local path (`./x`, `../x`)."""
+    relative = Path(os.path.relpath(path.resolve(), folder.resolve())).as_posix()
+    return relative if relative.startswith(".") else f"./{relative}"
+
+
 ABSOLUTE_PATH = re.compile(r"""(?<![\w.~/-])(?:~/|[A-Za-z]:\\|/)(?=[\w.~-])[^\s,;'"()\[\]{}]*""")
 
 

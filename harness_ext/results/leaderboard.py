@@ -83,7 +83,8 @@ class Entry:
         if key in SPLITS:
             mine, theirs = self.averages.get(key), self._baseline_average(key)
         else:
-            mine, theirs = self.scores.get(key), self._baseline_on(key, lambda found: found[0])
+            found = self._baseline_on(key)
+            mine, theirs = self.scores.get(key), None if found is None else found[0]
         return None if mine is None or theirs is None else mine - theirs
 
     def differs(self, key: str) -> bool:
@@ -99,15 +100,16 @@ class Entry:
         tasks = self.averaged.get(key, []) if key in SPLITS else [key]
         return any(t in self.coverage and self.coverage[t].partial for t in tasks)
 
-    def _baseline_on(self, task: str, pick):
+    def _baseline_on(self, task: str) -> tuple[float | None, dict[str, float]] | None:
+        """The baseline's (score, split scores) of a task on this entry's documents of it, if it has a run there."""
         if task not in self.coverage or self.baseline is None:
             return None
-        found = self.baseline.on_documents.get(task, {}).get(self.coverage[task].key)
-        return None if found is None else pick(found)
+        return self.baseline.on_documents.get(task, {}).get(self.coverage[task].key)
 
     def _baseline_average(self, split: str) -> float | None:
         over = self.averaged.get(split) or []
-        values = [self._baseline_on(t, lambda found, s=split: found[1].get(s)) for t in over]
+        found = [self._baseline_on(t) for t in over]
+        values = [None if f is None else f[1].get(split) for f in found]
         return fmean(values) if over and None not in values else None
 
 

@@ -13,7 +13,6 @@ by its name relative to its repository, with its content identity in the model c
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from statistics import fmean
 from typing import Any
@@ -25,7 +24,7 @@ from harness_ext.results.files import publish_dir
 from harness_ext.results.record import SPLITS, RunRecord
 from harness_ext.results.selection import Evaluation
 from harness_ext.results.variants import parse_model_args
-from merge_models.portable import repository_root
+from merge_models.portable import relative_to_folder, repository_root
 
 MERGED_MODEL = "merged_vlm"  # lmms-eval's name of the merged model (the `--model` of the command line)
 LM_EVAL_TASKS = "import harness_ext.lm_eval_tasks as t, os; print(os.path.dirname(t.__file__))"
@@ -82,8 +81,7 @@ def bundle_recipe(evaluation: Evaluation, out: Path) -> tuple[dict[str, Any] | N
         found = next((root / ref["model"] for root in roots if (root / ref["model"]).is_dir()), None)
         located[role] = found is not None
         if found is not None:
-            relative = Path(os.path.relpath(found.resolve(), out.resolve())).as_posix()
-            ref["model"] = relative if relative.startswith(".") else f"./{relative}"
+            ref["model"] = relative_to_folder(found, out)
     return recipe, located
 
 
