@@ -3,9 +3,9 @@
 Each task is compared only when both sides rest on the same document set (the record's `doc_set`);
 on different sets the comparison stops with one line, unless asked (`intersection=True`) to compare
 the documents both answered, which it then reports with each side's n. Documents pair by their key
-(dataset id, else position); documents whose targets differ are left out and reported. For each task: both scores on the paired
-documents, the difference B - A, its paired bootstrap interval (resampling units as the task's score
-defines them) and McNemar's p-value on the paired verdicts. A split's score is the mean over its
+(dataset id, else position); documents whose targets differ are left out and reported. For each
+task: both scores on the paired documents, the difference B - A, its paired bootstrap interval
+(resampling units as the task's score defines them) and McNemar's p-value on the paired verdicts. A split's score is the mean over its
 tasks (as the suite's groups define it); its interval comes from bootstrapping every task
 independently (stratified) and its McNemar test pools the split's paired verdicts.
 """
@@ -63,7 +63,6 @@ class Comparison:
     mismatches: list[Mismatch] = field(default_factory=list)
     only_in_a: list[str] = field(default_factory=list)
     only_in_b: list[str] = field(default_factory=list)
-    intersection: bool = False  # allowed to compare different document sets on the documents both answered
     narrowed: list[str] = field(default_factory=list)  # tasks compared on the intersection of different sets
 
 
@@ -113,7 +112,7 @@ def compare(a: Evaluation, b: Evaluation, alpha: float = 0.05, iterations: int =
     if unknown:
         raise ResultsError(f"--tasks: {', '.join(unknown)} evaluated by neither side")
     out = Comparison(a, b, alpha, iterations, seed, only_in_a=[t for t in chosen if t not in b.tasks],
-                     only_in_b=[t for t in chosen if t not in a.tasks], intersection=intersection)
+                     only_in_b=[t for t in chosen if t not in a.tasks])
     common = [t for t in chosen if t in a.tasks and t in b.tasks]
     if not common:
         raise ResultsError(f"{a.label} and {b.label} share no task; nothing to compare")
