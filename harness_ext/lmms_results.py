@@ -10,6 +10,7 @@ hardware of the run.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _current: dict[str, Any] = {}
@@ -35,6 +36,15 @@ def output_folder_name(record: dict[str, Any]) -> str:
 
     name = record["recipe"].get("name") or "merged_vlm"
     return sanitize_model_name(f"{name}-{record['recipe_hash']}")
+
+
+def reproducing_args(record: dict[str, Any]) -> str:
+    """The `--model_args` of `--model merged_vlm` that load this merge again: the recipe file and the overrides
+    (lists and numbers as YAML reads them back)."""
+    parts = [f"recipe={record.get('recipe_file') or 'recipe.yaml'}"]
+    for key, value in (record.get("overrides") or {}).items():
+        parts.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return ",".join(parts)
 
 
 def _install() -> None:

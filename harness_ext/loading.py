@@ -18,8 +18,9 @@ from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
 from merge_models.executor import merge_into
 from merge_models.language_config import MROPE_KEYS, transformers_text_config
-from merge_models.output import write_checkpoint
+from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, build_plan
+from merge_models.portable import portable_name
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
 
@@ -54,7 +55,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     if options["cache"]:
         path, hit = cached_checkpoint(plan, quiet=options["quiet"])
         model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
-        how, merged = ("cache hit", 0) if hit else ("merged into the cache", len(plan.merged()))
+        how, merged = ("cache hit" if hit else "merged into the cache"), len(plan.merged())
     else:
         path = plan.vlm.path
         model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
@@ -66,9 +67,28 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     model.to(device or options.get("device") or default_device()).eval()
     stats = {"how": how, "merged_tensors": merged, "kept_tensors": len(plan.tensors) - len(plan.merged()),
              "seconds": round(time.perf_counter() - start, 3)}
-    record = {**plan.record(), "load": stats, "recipe_file": str(args.recipe_path), "overrides": args.overrides}
+    record = merge_record(plan, args.recipe_path, args.overrides, load=stats)
     plan.close()
     return LoadedVLM(model, processor, family, record, stats)
+
+
+def merge_record(plan: MergePlan, recipe_file: Path | None, overrides: dict[str, Any] | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """What a run records about its merge: the plan's record, the recipe file and the overrides, every local
+    path named portably (relative to its repository, else to the recipe's folder)."""
+    folder = recipe_file.resolve().parent if recipe_file else None
+    portable = {k: portable_name(v, folder) if isinstance(v, str) else v for k, v in (overrides or {}).items()}
+    return {**plan.record(folder), **extra, "recipe_file": portable_name(recipe_file) if recipe_file else None,
+            "overrides": portable}
+
+
+def load_message(record: dict[str, Any]) -> str:
+    """One line on how a merged model was loaded: a cache hit says what the entry holds, not "0 merged"."""
+    stats = record["load"]
+    held = f"{stats['merged_tensors']} merged and {stats['kept_tensors']} kept tensors"
+    done = f"the cache entry holds {held}" if stats["how"] == "cache hit" else \
+        f"{stats['merged_tensors']} tensors merged, {stats['kept_tensors']} kept"
+    return f"recipe hash {record['recipe_hash']} ({stats['how']}): {done}, {stats['seconds']} s"
 
 
 def merge_into_model(plan: MergePlan, model: T.PreTrainedModel, quiet: bool = True) -> int:
@@ -102,7 +122,11 @@ def load_processor(plan: MergePlan, options: dict[str, Any]):
 def save_merged(plan: MergePlan, target: Path, cached: Path | None) -> None:
     """Write the merged checkpoint to `target` (copied from the cache entry when there is one)."""
     if cached is not None:
-        publish(target, lambda temp: shutil.copytree(cached, temp, dirs_exist_ok=True), replace=True)
+        def copy(temp: Path) -> None:
+            shutil.copytree(cached, temp, dirs_exist_ok=True)
+            write_descriptions(plan, temp)  # local inputs named from the new place
+
+        publish(target, copy, replace=True)
     else:
         publish(target, lambda temp: write_checkpoint(plan, temp), replace=True)
 

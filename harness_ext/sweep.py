@@ -13,12 +13,16 @@ import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from merge_models.errors import RecipeError
 from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_recipe_document, resolve_recipe_path
+
+if TYPE_CHECKING:
+    from harness_ext.results.record import RunRecord
+    from harness_ext.results.summary import Score
 
 STATE = "sweep.json"
 
@@ -82,12 +86,14 @@ def expand(recipe_file: str | Path, grid: dict[str, list[Any]],
 
 @dataclass
 class SweepResult:
-    """A finished variant: its overrides, merge record and per-task scores."""
+    """A finished variant: its overrides, recipe hash, output folder and run record, and its scores per task and
+    per split with documents and intervals."""
 
     overrides: dict[str, Any]
     recipe_hash: str
     folder: Path
-    scores: dict[str, float]
+    record: RunRecord
+    scores: list[Score]
 
 
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
@@ -110,7 +116,8 @@ def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[s
         existing = out / output_folder_name(_record(variant.recipe))
         if not existing.is_dir():
             merger = merger or InPlaceMerger(variant.recipe)
-            record = merger.apply(variant.recipe, Path(recipe_file))
+            record = merger.apply(variant.recipe, resolve_recipe_path(recipe_file),
+                                  {**variant.overrides, "name": variant.recipe.name})
             log(f"[{index}/{len(variants)}] {variant.label}: hash {record['recipe_hash']}, evaluating {tasks}")
             partial = out / f".partial-{record['recipe_hash']}"
             shutil.rmtree(partial, ignore_errors=True)
@@ -136,10 +143,11 @@ def _record(recipe: Recipe) -> dict[str, Any]:
 
 
 def _result(variant: Variant, folder: Path) -> SweepResult:
-    from harness_ext.evaluate import split_scores
+    from harness_ext.results.ingest import read_output
+    from harness_ext.results.summary import summarize
 
-    data = json.loads(sorted(folder.glob("*_results.json"))[-1].read_text())
-    return SweepResult(variant.overrides, data["merged_vlm"]["recipe_hash"], folder, split_scores(data))
+    record = read_output(sorted(folder.glob("*_results.json"))[-1])[0]
+    return SweepResult(variant.overrides, record.variant.id, folder, record, summarize(record))
 
 
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],

@@ -18,6 +18,7 @@ from merge_models.checkpoint import Checkpoint, dtype_name, open_checkpoint
 from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
+from merge_models.portable import portable_name
 from merge_models.recipe import Recipe
 from merge_models.schedule import resolve
 from merge_models.vocab import RowPairing, has_tokenizer, pair_by_index, pair_by_token, token_ids
@@ -73,15 +74,34 @@ class MergePlan:
     unused_source_tensors: int
     warnings: list[str] = field(default_factory=list)
 
-    def record(self) -> dict[str, Any]:
-        """The normalised recipe, its hash and the identity of every input (for outputs and results)."""
+    def record(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The normalised recipe, its hash and the identity of every input (the base too, used or not), for
+        outputs and results. Local checkpoints are named portably (merge_models.portable): relative to their
+        repository, else to `relative_to` (the recipe's folder)."""
         inputs = {c.field: c.identity for c in self.checkpoints()}
         merged = len(self.merged())
-        return {"recipe_hash": self.recipe_hash, "recipe": self.recipe.normalized(), "inputs": inputs,
+        return {"recipe_hash": self.recipe_hash, "recipe": self.portable_recipe(relative_to), "inputs": inputs,
                 "engine_format": ENGINE_FORMAT, "merged_tensor_count": merged, "baseline": merged == 0}
 
+    def portable_recipe(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The normalised recipe with every local checkpoint named without this machine's absolute path."""
+        recipe = self.recipe.normalized()
+        refs = [("vlm", recipe["vlm"]), ("base", recipe["base"])] + [(f"sources[{i}]", ref)
+                                                                     for i, ref in enumerate(recipe["sources"])]
+        checkpoints = {c.field: c for c in self.checkpoints()}
+        for field, ref in refs:
+            checkpoint = checkpoints.get(field)
+            if ref is not None and checkpoint is not None and checkpoint.hub_identity is None:
+                ref["model"] = portable_name(checkpoint.path, relative_to)
+        return recipe
+
     def checkpoints(self) -> list[Checkpoint]:
+        """Every opened input: the VLM, the base (when the recipe names one) and the sources."""
         return [self.vlm] + ([self.base] if self.base else []) + self.sources
+
+    def read_checkpoints(self) -> list[Checkpoint]:
+        """The inputs the merge reads: the base only when the method works on task vectors."""
+        return [self.vlm] + ([self.base] if self.base and self.method.needs_base else []) + self.sources
 
     def merged(self) -> list[TensorPlan]:
         return [t for t in self.tensors if t.action == "merge"]
@@ -92,10 +112,16 @@ class MergePlan:
 
 
 def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoint) -> MergePlan:
-    """Open every checkpoint (through `opener`), check compatibility and decide each tensor's fate."""
+    """Open every checkpoint (through `opener`), check compatibility and decide each tensor's fate.
+
+    A base the method does not use (linear) is opened too, without `opener` (no preloading): its identity
+    is recorded and `merged-vlm layers --stats` measures task vectors against it; the merge never reads it.
+    """
     info = method_info(recipe.merge_method)
     vlm = opener(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
-    base = opener(recipe.base, "base", recipe.allow_pickle) if info.needs_base and recipe.base else None
+    base = None
+    if recipe.base is not None:
+        base = (opener if info.needs_base else open_checkpoint)(recipe.base, "base", recipe.allow_pickle)
     sources = [opener(s, f"sources[{i}]", recipe.allow_pickle) for i, s in enumerate(recipe.sources)]
     others = ([base] if base else []) + sources
     _check_configs(vlm, others)
@@ -129,7 +155,7 @@ def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:
         if doc.get(key) in (None, default):
             doc.pop(key, None)
     doc["vlm"]["model"] = plan.vlm.identity
-    doc["base"] = {**doc["base"], "model": plan.base.identity} if plan.base else None
+    doc["base"] = {**doc["base"], "model": plan.base.identity} if plan.base and plan.method.needs_base else None
     for ref, checkpoint in zip(doc["sources"], plan.sources):
         ref["model"] = checkpoint.identity
     for ref in [doc["vlm"], doc["base"], *doc["sources"]]:
@@ -373,7 +399,7 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
     largest = max((t.numel for t in plan.merged()), default=0)
     # float32 copies alive at once: the inputs, the base, their deltas and the result.
     working = largest * 4 * (2 * inputs + 2)
-    read_bytes = sum(c.tensors[n].nbytes for c in plan.checkpoints() for n in c.tensors)
+    read_bytes = sum(c.tensors[n].nbytes for c in plan.read_checkpoints() for n in c.tensors)
     return {
         "tensors": dict(counts),
         "merged_params": sum(t.numel for t in plan.merged()),

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import copy
+import difflib
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from merge_models.errors import RecipeError
-from merge_models.methods.registry import LAYER_SWAP, NATIVE_METHODS, is_mergekit, method_info
+from merge_models.methods.registry import LAYER_SWAP, NATIVE_METHODS, MethodInfo, is_mergekit, method_info
 from merge_models.schedule import FilterRule, ParamValue, all_numbers, has_default_rule, to_plain
 
 DEFAULT_EXCLUDE = ("embed_tokens", "lm_head")
@@ -21,6 +22,10 @@ DisjointMean = Literal["weights", "count", "none"]
 # Methods that elect signs (TIES' consensus step) and the one that trims by magnitude (top-k).
 SIGN_ELECTING = ("ties", "dare_ties", "breadcrumbs_ties")
 TOPK_TRIMMING = ("ties",)
+# Methods that add weighted task vectors (base + lambda * sum_i w_i tau_i, sparsified or not): a negative
+# weight there is task negation. Sign-electing methods take a vote that a negative weight would flip.
+NEGATABLE_METHODS = ("task_arithmetic", "dare_linear", "breadcrumbs")
+DOCS = "docs/recipes.md"
 
 
 class ModelRef(BaseModel):
@@ -54,7 +59,7 @@ class LayerSwap(BaseModel):
 
 
 class Recipe(BaseModel):
-    """A validated merge recipe. See README.md, 'Recipe reference'."""
+    """A validated merge recipe. Every field is described in docs/recipes.md."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -199,8 +204,7 @@ def _check_parameters(recipe: Recipe) -> None:
             raise RecipeError(f"{field}.weight", "missing",
                               "give the reasoning LLM's weight, e.g. 0.1 (the paper's linear merge uses VLM 0.9, LLM 0.1)")
         if any(w < 0 for w in all_numbers(ref.weight)):
-            raise RecipeError(f"{field}.weight", f"must not be negative, got {to_plain(ref.weight)}",
-                              "use a weight >= 0")
+            _check_negative_weight(recipe, info, f"{field}.weight", ref.weight)
         if not has_default_rule(ref.weight):
             raise RecipeError(f"{field}.weight", "every rule has a filter, so some tensors get no weight",
                               "add a last rule without `filter`")
@@ -241,6 +245,24 @@ def _check_conventions(recipe: Recipe) -> None:
     if mean is not None and recipe.normalize is not None and recipe.normalize != (mean != "none"):
         raise RecipeError("disjoint_mean", f"{mean!r} contradicts `normalize: {str(recipe.normalize).lower()}`",
                           "remove `normalize` (disjoint_mean says what the agreeing entries are divided by)")
+def _check_negative_weight(recipe: Recipe, info: MethodInfo, field: str, weight: ParamValue) -> None:
+    """Task negation: a negative weight subtracts a task vector, so only methods that add weighted task
+    vectors accept one; elsewhere it is meaningless, and the error says why."""
+    method, got = recipe.merge_method, f"got {to_plain(weight)}"
+    if not info.needs_base:
+        raise RecipeError(field, f"must not be negative with method {method}, {got}: it averages whole models, "
+                                 "so a negative weight subtracts a model, not a skill",
+                          f"for task negation use {', '.join(NEGATABLE_METHODS)} with `base:`")
+    if method not in NEGATABLE_METHODS:
+        raise RecipeError(field, f"must not be negative with method {method}, {got}: it elects each entry's sign "
+                                 "from the weighted task vectors, so a negative weight flips votes instead of "
+                                 "subtracting a task" if method in SIGN_ELECTING else
+                          f"must not be negative with method {method}, {got}: merged-vlm cannot tell what it does "
+                          "with one", f"for task negation use {', '.join(NEGATABLE_METHODS)}")
+    if recipe.effective_normalize():
+        raise RecipeError(field, f"must not be negative with `normalize: true`, {got}: dividing by the sum of the "
+                                 "weights makes a negative weight rescale every task vector",
+                          "set `normalize: false` (the default of these methods)")
 
 
 def _check_density(field: str, value: ParamValue | None, used: bool, method: str) -> None:
@@ -347,14 +369,15 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def _one_line(exc: ValidationError) -> RecipeError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains a "missing"
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "list[", "union[", "float", "json"))]
     field = ".".join(loc).replace(".[", "[") or "(top level)"
     field = _bracket_indices(field)
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        return RecipeError(field, "is not a recipe field", "check the spelling; see README 'Recipe reference'")
+        return _unknown_field(field, error["loc"])
     if kind == "too_short" and field == "sources":
         return RecipeError(field, "needs at least one reasoning LLM", "add `- {model: <id or dir>, weight: 0.1}`")
     if kind == "missing":
@@ -364,6 +387,45 @@ def _one_line(exc: ValidationError) -> RecipeError:
                                   f"{{filter, value}} rules, got {value!r}", "write e.g. 0.5")
     message = error["msg"].removeprefix("Value error, ")
     return RecipeError(field, message, "")
+
+
+def _unknown_field(field: str, loc: tuple) -> RecipeError:
+    """"unknown field 'methd' (did you mean 'method'?)", the candidates read from the schema at that place."""
+    key = str(loc[-1])
+    known = _field_names(_schema_at(loc[:-1]))
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = "" if close else f"; fields here: {', '.join(known)}"
+    return RecipeError(field, f"unknown field {key!r}{hint}{listed}", f"see {DOCS}")
+
+
+def _schema_at(path: tuple) -> type[BaseModel]:
+    """The model class that validates the mapping at `path` (list indices skipped)."""
+    model: type[BaseModel] = Recipe
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None)
+        nested = _model_in(info.annotation) if info is not None else None
+        if nested is None:
+            break
+        model = nested
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _bracket_indices(field: str) -> str:

@@ -46,18 +46,21 @@ class TensorStream:
     tensors are overwritten by the next chunk.
     """
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, chunked: bool) -> None:
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, chunked: bool,
+                 with_base: bool | None = None) -> None:
+        """`with_base`: stream the base too (default: when the method works on task vectors)."""
         assert entry.canonical is not None
         self.sources: list[tuple[Checkpoint, str]] = [(plan.vlm, entry.name)]
         self.sources += [(s, s.canonical_map[entry.canonical]) for s in plan.sources]
-        self.base = (plan.base, plan.base.canonical_map[entry.canonical]) if plan.base else None
+        wanted = plan.method.needs_base if with_base is None else with_base
+        self.base = (plan.base, plan.base.canonical_map[entry.canonical]) if plan.base and wanted else None
         self.row = entry.numel // entry.shape[0] if entry.shape else 1
         self.entry_numel = entry.numel
         pairing = entry.pairing
         self.numel = len(pairing) * self.row if pairing is not None else entry.numel
         self.shape = (len(pairing), *entry.shape[1:]) if pairing is not None else entry.shape
         self.vlm_runs = runs(pairing.vlm_rows) if pairing is not None else None
-        fields = [plan.vlm.field, *(s.field for s in plan.sources), *([plan.base.field] if plan.base else [])]
+        fields = [plan.vlm.field, *(s.field for s in plan.sources), *([plan.base.field] if self.base else [])]
         self.input_runs = [None if pairing is None else runs(pairing.rows(None if f == plan.vlm.field else f))
                            for f in fields]
         self.buffers = buffers

@@ -25,10 +25,13 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
           limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
           out: Path | None = typer.Option(None, help="Sweep folder (default out/sweeps/<recipe>)."),
           batch_size: int = typer.Option(8, help="Generation batch size."),
-          ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record every finished variant in "
-                                                                         "results/."),
+          ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record every finished variant (in the "
+                                                                         "local store, results/local/)."),
+          commit: bool = typer.Option(False, "--commit", help="Record in the committed store (results/) "
+                                                              "instead."),
           set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
-    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably, and plot them."""
+    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably; table and figure per
+    task and per split, with documents (n) and 95% intervals."""
     if quiet:
         be_quiet()
     from harness_ext.plots import plot_sweep
@@ -36,19 +39,34 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
 
     names = _tasks(tasks)
     folder = out or Path("out/sweeps") / Path(recipe).stem
-    on_done = _ingester(quiet) if ingest else None
+    on_done = _ingester(commit) if ingest else None
     results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=say(quiet),
                         overrides=parse_assignments(set_, "--set"))
-    table = Table(title=f"sweep of {recipe} (accuracy, %)")
     keys = list(results[0].overrides)
-    for column in [*keys, "hash", *[n.removeprefix("mvlm_") for n in names]]:
+    columns = list(dict.fromkeys((s.kind, s.name) for r in results for s in r.scores))
+    table = Table(title=f"sweep of {recipe}: accuracy (%) [95% bootstrap interval], per task and per split",
+                  caption="n: documents each score rests on", caption_justify="left")
+    for column in [*keys, "hash"]:
         table.add_column(column, justify="right")
+    for kind, name in columns:
+        counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
+        n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        table.add_column(f"{name.removeprefix('mvlm_')}{' (split)' if kind == 'split' else ''}\nn={n}",
+                         justify="right")
     for r in results:
+        by_column = {(s.kind, s.name): s for s in r.scores}
         table.add_row(*[str(r.overrides[k]) for k in keys], r.recipe_hash,
-                      *[f"{100 * r.scores[n]:.1f}" if n in r.scores else "-" for n in names])
+                      *[_with_interval(by_column.get(column)) for column in columns])
     print_table(table)
-    figure = plot_sweep([(r.overrides, r.scores) for r in results], names, folder / "sweep.png")
+    figure = plot_sweep([(r.overrides, r.scores) for r in results], folder / "sweep.png", f"sweep of {recipe}")
     console.print(f"figure: {figure}")
+
+
+def _with_interval(score) -> str:
+    if score is None or score.score is None:
+        return "-"
+    interval = "" if score.low is None else f" [{100 * score.low:.1f}, {100 * score.high:.1f}]"
+    return f"{100 * score.score:.1f}{interval}"
 
 
 def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML path or name in recipes/."),
@@ -59,7 +77,10 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
            limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
            out: Path | None = typer.Option(None, help="Output folder (default out/layers/<recipe>)."),
            batch_size: int = typer.Option(8, help="Generation batch size."),
-           ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record the numbers in results/."),
+           ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record the numbers in the local "
+                                                                          "store (results/local/layers/)."),
+           commit: bool = typer.Option(False, "--commit", help="Record them in the committed store (results/) "
+                                                               "instead."),
            set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
     """Per-layer task-vector statistics (--stats), or knockouts in the VLM and the merge with heatmaps."""
     if quiet:
@@ -84,7 +105,8 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
     paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
     _print_drops(result)
     if ingest:
-        record = _record_layers(paths["json"], result.hashes.get("merged", "unknown"), parsed.name or Path(recipe).stem)
+        record = _record_layers(paths["json"], result.hashes.get("merged", "unknown"), parsed.name or Path(recipe).stem,
+                                commit)
         console.print(f"recorded: {record}")
     console.print(f"heatmap: {paths['png']}; table: {paths['csv']}")
 
@@ -128,27 +150,26 @@ def _print_drops(result) -> None:
         print_table(table)
 
 
-def _ingester(quiet: bool):
-    """A callback recording each finished variant's lmms-eval output in the results store."""
+def _ingester(commit: bool):
+    """A callback recording each finished variant's lmms-eval output (local store, or committed with commit)."""
     def ingest(path: Path) -> None:
+        from harness_ext.commands.track import record_runs
         from harness_ext.results.ingest import read_output
-        from harness_ext.results.store import Store, default_root
 
-        for added in Store(default_root()).add(read_output(path)):
-            say(quiet)(f"{'recorded' if added.new else 'already recorded'}: {added.path}")
+        record_runs(read_output(path), commit=commit)
 
     return ingest
 
 
-def _record_layers(source: Path, recipe_hash: str, name: str) -> Path:
-    """Keep a knockout analysis's raw numbers under results/layers/ (one file per analysis, atomic)."""
+def _record_layers(source: Path, recipe_hash: str, name: str, commit: bool) -> Path:
+    """Keep a knockout analysis's raw numbers under <store>/layers/ (one file per analysis, atomic)."""
     from datetime import datetime, timezone
 
     from harness_ext.results.files import write_atomic
-    from harness_ext.results.store import default_root
+    from harness_ext.results.store import open_store
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = default_root() / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
+    target = open_store(write=True, commit=commit).root / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, source.read_text())
     return target

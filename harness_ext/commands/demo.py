@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import typer
 from rich.table import Table
 
 from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 
-BASELINE = {"modules": []}  # merges nothing: the VLM exactly as published
+VLM_ALONE = {"modules": []}  # merges nothing: the VLM exactly as published
+VLM_ALONE_SUFFIX = "-vlm-alone"  # the VLM-alone run's name: `<recipe name>-vlm-alone`, apart from the merge's
 
 
 def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in recipes/."),
@@ -18,28 +19,45 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
          limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
          out: Path = typer.Option(Path("out/demo"), "--out", help="lmms-eval output folder."),
          batch_size: int = typer.Option(8, help="Generation batch size."),
+         ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record both runs (in the local store, "
+                                                                        "results/local/)."),
+         commit: bool = typer.Option(False, "--commit", help="Record them in the committed store (results/) "
+                                                             "instead."),
          set_: Optional[list[str]] = SetOpt, quiet: bool = QuietOpt) -> None:
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
     if quiet:
         be_quiet()
+    from harness_ext.commands.track import record_runs
     from harness_ext.evaluate import evaluate, split_scores
     from harness_ext.lmms_model import MergedVLMChat
+    from harness_ext.results.ingest import read_output
+    from merge_models.recipe import read_recipe_document
 
     names = [t.strip() for t in tasks.split(",") if t.strip()]
     overrides = parse_assignments(set_, "--set")
     progress = say(quiet)
-    rows = []
-    for label, variant in (("VLM alone", {**overrides, **BASELINE}), ("merged", overrides)):
+    name = read_recipe_document(recipe).get("name") or Path(recipe).stem
+    rows, written = [], []
+    for label, variant in (("VLM alone", {**overrides, **vlm_alone(name)}), ("merged", overrides)):
         progress(f"[bold]{label}[/]: loading and evaluating {', '.join(names)} ...")
         model = MergedVLMChat(recipe=recipe, batch_size=batch_size, quiet=quiet, **variant)
         evaluation = evaluate(model, names, out, limit)
         rows.append((label, model.loaded.record["recipe_hash"], split_scores(evaluation.results), evaluation.folder))
+        counts = {v.get("effective") for v in evaluation.results.get("n-samples", {}).values()}
+        written.append(evaluation.results_file)
         del model
-    _print_table(names, rows)
+    _print_table(names, rows, ", ".join(str(c) for c in sorted(c for c in counts if c is not None)))
+    if ingest:  # the two runs just made, not earlier ones in the same folders
+        record_runs([record for path in written for record in read_output(path)], commit=commit)
 
 
-def _print_table(tasks: list[str], rows: list[tuple[str, str, dict[str, float], Path | None]]) -> None:
-    table = Table(title="VLM vs merged (accuracy, %)")
+def vlm_alone(name: str) -> dict[str, Any]:
+    """The overrides of the demo's VLM-alone run: nothing merged, and its own name."""
+    return {**VLM_ALONE, "name": f"{name}{VLM_ALONE_SUFFIX}"}
+
+
+def _print_table(tasks: list[str], rows: list[tuple[str, str, dict[str, float], Path | None]], n: str) -> None:
+    table = Table(title=f"VLM vs merged (accuracy, %; n = {n or '?'} documents per task)")
     table.add_column("model")
     table.add_column("recipe hash")
     for task in tasks:
