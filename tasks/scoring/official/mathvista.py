@@ -23,9 +23,10 @@ from typing import Any
 import Levenshtein
 
 from .. import judge
-from ..choice import extract_choice
+from ..choice import LETTERS, _option_at_start, extract_choice
 from ..extract import extract_answer_text, extract_list, extract_number, unstated_number
 from ..numeric import parse_number
+from ..text import SENTENCE_END, Span, answer_spans, clean_response, closes_declining, first_clause
 from ..verdict import Verdict
 
 _PAREN_LETTER = re.compile(r"\(([a-zA-Z])\)")
@@ -40,9 +41,10 @@ _ECHOED_REFUSALS = (
 
 # "none of the options match": the extractor then most often answers "None"
 _NO_OPTION = re.compile(
-    r"none of the (?:given |answer )?(?:options|choices)|(?:options|choices) (?:do not|don't) (?:include|match|contain)"
-    r"|not (?:available|provided|listed|included|present) in the (?:answer )?(?:options|choices)"
-    r"|no (?:correct )?(?:option|choice) (?:matches|is correct)",
+    r"none of the (?:given |answer |provided )?(?:options|choices)|(?:options|choices) (?:do not|don't) (?:include|match|contain)"
+    r"|not (?:available|provided|listed|included|present|among|in|one\s+of) (?:in )?the (?:given |provided |answer )?(?:options|choices)"
+    r"|no (?:correct )?(?:option|choice) (?:matches|is correct)"
+    r"|(?:option|answer|choice)s?(?:\s+letter)?\s+(?:is|are)\s+not\s+(?:provided|given|listed|available|among|in|one\s+of)\b",
     re.IGNORECASE,
 )
 NO_OPTION = "None"
@@ -100,7 +102,7 @@ def _decimal(number: str | None) -> str | None:
     return repr(parsed.value) if parsed.value != int(parsed.value) else str(int(parsed.value))
 
 
-def _quick(response: str, doc: Mapping[str, Any]) -> str | None:
+def quick_extraction(response: str, doc: Mapping[str, Any]) -> str | None:
     """`extract_answer.py`'s quick paths: the response already is the answer."""
     if response == "":
         return ""
@@ -143,6 +145,65 @@ def _from_continuation(tail: str, doc: Mapping[str, Any]) -> str:
 
 
 _STATED = ("boxed", "answer_is")
+# an option label as GPT copies it: "(C)", "C)", "C:", "C." or a lone "C", not "A triangle ..."; and
+# "(b)", which the official normalisation reads as B
+_LABEL = re.compile(r"\(([A-Za-z])\)|([A-Z])\)?(?![\w'])(?![ \t]+[a-z])")
+_LABEL_NOISE = re.compile(
+    r"^[\s:=>*\"'\u200b]*(?:(?:the\s+)?(?:option\s+)?letter\b(?:\s+(?:for|to)\s+(?:the|this)\s+question)?"
+    r"(?:\s+(?:is|would\s+be))?[\s:]*)?"
+)
+_AFTER_LABEL = re.compile(r"^[\s).:\-–—]+")
+
+
+def _label_at(text: str, choices: Sequence[str]) -> str | None:
+    """The label a text starts with. A bare label followed by another option's words ("A: No" for a
+    yes/no question) names that option, as the extractor reads "A:" as "Answer:"; so does "(D) yes"
+    for a question with two options; "(B) sample B" is B."""
+    text = _LABEL_NOISE.sub("", text)
+    m = _LABEL.match(text)
+    if not m:
+        return None
+    letter, letters = (m.group(1) or m.group(2)).upper(), LETTERS[: len(choices)]
+    if m.group(1) and letter in letters:
+        return letter
+    named = _option_at_start(_AFTER_LABEL.sub("", text[m.end() :]), choices, letters)
+    if named and named != letter and parse_number(choices[letters.index(named)]) is None:
+        return named
+    return letter
+
+
+_CONDITIONAL = re.compile(r"\b(?:if|otherwise|whether)\b", re.IGNORECASE)
+
+
+def _hypothetical(text: str, span: Span) -> bool:
+    """True when a stated answer is a condition's consequence ("If it is greater, the answer is (A)")."""
+    sentence_start = max((m.end() for m in SENTENCE_END.finditer(text, 0, span.start)), default=0)
+    return _CONDITIONAL.search(text, sentence_start, span.start) is not None
+
+
+def _last_statement(text: str) -> Span | None:
+    """The last stated answer with something in it ("the correct answer." states none)."""
+    for span in reversed(answer_spans(text)):
+        if re.search(r"\w", first_clause(span.text)):
+            return span
+    return None
+
+
+def _stated_label(text: str, choices: Sequence[str]) -> str | None:
+    """The option letter a (cleaned) response states as its answer, copied as written (even a letter
+    beyond the options, or one whose number differs from the option it labels): the official
+    extractor returns such a letter unchanged ("(C) Cannot be determined" for a yes/no question: "C")."""
+    last = _last_statement(text)
+    if last is None:
+        return _label_at(text, choices)
+    return _label_at(last.text, choices) if last.rule != "boxed" else None
+
+
+def _only_supposes(text: str) -> bool:
+    """True when a response closes by declining and any answer it states before is hypothetical
+    ("If ..., the answer is (A) Yes. ... Without the image, we cannot determine the answer.")."""
+    last = _last_statement(text)
+    return last is not None and _hypothetical(text, last) and closes_declining(text)
 
 
 def _choice_extraction(doc: Mapping[str, Any], response: str) -> tuple[str, str]:
@@ -150,6 +211,12 @@ def _choice_extraction(doc: Mapping[str, Any], response: str) -> tuple[str, str]
     stated; a stated answer that is no option (then the nearest option counts); else a weaker
     reading, or the response's last line."""
     choices = [str(c) for c in doc.get("choices") or []]
+    text = clean_response(response)
+    if _only_supposes(text):
+        return _no_answer(response), "nearest_refusal"
+    stated = _stated_label(text, choices)
+    if stated is not None:
+        return stated, "stated_label"
     letter, rule = extract_choice(response, choices, str(doc.get("question") or ""))
     if rule == "refusal":
         return _no_answer(response), "nearest_refusal"
@@ -165,9 +232,18 @@ def _choice_extraction(doc: Mapping[str, Any], response: str) -> tuple[str, str]
     return (text or NO_ANSWER), "nearest_" + text_rule
 
 
+# "leaves no objects", "the function has no zeros", "none": the extractor reads these as 0
+_NOTHING = re.compile(
+    r"\b(?:none|zero|nothing)\b|\bno\s+(?!(?:more\s+)?(?:information|data|context|way|specific|clear|indication|"
+    r"details|image|picture|visual|further|additional|mention|explicit|direct|numerical|exact|such|answer|question|"
+    r"need|one|longer)\b)[a-z]+",
+    re.IGNORECASE,
+)
+
+
 def extract_by_rules(doc: Mapping[str, Any], response: str) -> tuple[str, str]:
     """The short answer a GPT extractor would return, read by rules; and the rule that read it."""
-    quick = _quick(response, doc)
+    quick = quick_extraction(response, doc)
     if quick is not None:
         return quick, "quick"
     tail = _continuation(response, str(doc.get("question") or ""))
@@ -182,6 +258,8 @@ def extract_by_rules(doc: Mapping[str, Any], response: str) -> tuple[str, str]:
     number, rule = extract_number(response)
     if rule == "last_number":
         number, rule = unstated_number(response, str(doc.get("question") or "")), "unstated_number"
+    if rule == "none" and _NOTHING.search(response):
+        return "0", "nothing"
     return (_decimal(number) or ""), rule
 
 
