@@ -105,7 +105,8 @@ def mathvista_stale_extractions(split: str) -> dict[str, tuple[int, int]]:
     responses the quick path reads). The quick path (an empty response, an option's exact text, a bare
     number) involves no GPT, so a contradiction means the published extraction was made from another
     response than the one published: no extractor can reproduce those verdicts."""
-    from mvlm_tasks.scoring.official.mathvista import normalize_extracted_answer, quick_extraction
+    from mvlm_tasks.scoring.official.mathvista import normalize_extracted_answer
+    from mvlm_tasks.scoring.official.mathvista_extraction import quick_extraction
 
     items = {item["pid"]: item for item in _rows("mathvista_items.jsonl.gz")}
     found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
