@@ -5,7 +5,9 @@ benchmarks' authors with their verdicts) with this project's `official` protocol
 split (development / held-out) and model, the share of responses whose verdict agrees, and our
 accuracy next to the official one (MathVista: per question category, general-vqa = perception and
 math-targeted-vqa = reasoning). For MathVista it also applies our normalisation alone to the official
-GPT extraction (the `extraction` field), which isolates the normalisation from the extraction.
+GPT extraction (the `extraction` field), which isolates the normalisation from the extraction, and
+counts the published extractions that contradict responses which already are an answer (made from
+other responses: no extractor can reproduce those verdicts).
 
     python benchmarks/official_agreement.py [--split heldout|dev|all] [--strict]
 
