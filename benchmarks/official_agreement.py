@@ -5,7 +5,9 @@ benchmarks' authors with their verdicts) with this project's `official` protocol
 split (development / held-out) and model, the share of responses whose verdict agrees, and our
 accuracy next to the official one (MathVista: per question category, general-vqa = perception and
 math-targeted-vqa = reasoning). For MathVista it also applies our normalisation alone to the official
-GPT extraction (the `extraction` field), which isolates the normalisation from the extraction.
+GPT extraction (the `extraction` field), which isolates the normalisation from the extraction, and
+counts the published extractions that contradict responses which already are an answer (made from
+other responses: no extractor can reproduce those verdicts).
 
     python benchmarks/official_agreement.py [--split heldout|dev|all] [--strict]
 
@@ -100,6 +102,29 @@ def mathvista(split: str, protocol: str = "official") -> tuple[dict[tuple[str, s
     return dict(tallies), normalisation
 
 
+def mathvista_stale_extractions(split: str) -> dict[str, tuple[int, int]]:
+    """Per MathVista run: (responses whose published extraction contradicts the official quick path,
+    responses the quick path reads). The quick path (an empty response, an option's exact text, a bare
+    number) involves no GPT, so a contradiction means the published extraction was made from another
+    response than the one published: no extractor can reproduce those verdicts."""
+    from mvlm_tasks.scoring.official.mathvista import normalize_extracted_answer
+    from mvlm_tasks.scoring.official.mathvista_extraction import quick_extraction
+
+    items = {item["pid"]: item for item in _rows("mathvista_items.jsonl.gz")}
+    found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for row in _rows("mathvista_responses.jsonl.gz"):
+        if split != "all" and row["split"] != split:
+            continue
+        item = items[row["pid"]]
+        quick = quick_extraction(row["response"], item)
+        if quick is None:
+            continue
+        args = (item["choices"], item["question_type"], item["answer_type"], item["precision"])
+        found[row["model"]][1] += 1
+        found[row["model"]][0] += normalize_extracted_answer(quick, *args) != row["prediction"]
+    return {model: (stale, total) for model, (stale, total) in found.items()}
+
+
 def mathvision(split: str, protocol: str = "official") -> dict[str, Tally]:
     """MATH-V: a Tally per model, for `split`."""
     from mvlm_tasks.scoring.protocols import SCORERS
@@ -146,6 +171,10 @@ def main() -> None:
     print(_line("all", total) + f"   (target >= {MATHVISTA_MIN_AGREEMENT:.1%}, |gap| <= 2 points)")
     print(f"  our normalisation on the official extraction: {normalisation.agree}/{normalisation.total} "
           f"verdicts agree ({normalisation.agreement:.2%})")
+    stale = mathvista_stale_extractions(args.split)
+    print("  published extractions contradicting the official quick path (no GPT involved): "
+          + ", ".join(f"{model} {bad}/{total}" for model, (bad, total) in sorted(stale.items()) if bad)
+          + f" (all: {sum(b for b, _ in stale.values())}/{sum(t for _, t in stale.values())})")
     by_model = mathvision(args.split, protocol)
     print(f"MATH-V test (even ids), {protocol} protocol vs official verdicts, split {args.split}")
     for model, tally in sorted(by_model.items()):

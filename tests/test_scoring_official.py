@@ -7,7 +7,15 @@ import json
 
 import pytest
 from mvlm_tasks.scoring import OFFICIAL, STRICT, judge, score_protocols
-from mvlm_tasks.scoring.official import dynamath, mathverse, mathvision, mathvista, mmstar, ocrbench
+from mvlm_tasks.scoring.official import (
+    dynamath,
+    mathverse,
+    mathvision,
+    mathvista,
+    mathvista_extraction,
+    mmstar,
+    ocrbench,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -81,6 +89,76 @@ def test_mathvista_number_the_question_states_is_not_the_answer():
     doc = {**MATHVISTA_INTEGER, "question": "How many items sold less than 5 units in at least one store?",
            "answer": "2"}
     assert mathvista.score(doc, "There are two items sold less than 5 units in at least one store.").correct
+
+
+# ------------------------------------ MathVista answer extraction (GPT-4's habits, extract_answer.py)
+# Each response below is, or is cut from, a real response of the development runs in
+# benchmarks/official_evidence; the expectation is what the official pipeline made of it.
+
+
+def official_prediction(doc: dict, response: str) -> str | None:
+    """The extraction our rules predict for GPT-4, normalised as calculate_score.py does."""
+    extraction, _ = mathvista_extraction.extract_by_rules(doc, response)
+    return mathvista.normalize_extracted_answer(extraction, doc["choices"], doc["question_type"],
+                                                doc["answer_type"], doc["precision"])
+
+
+def test_mathvista_response_that_already_is_the_answer_skips_gpt():
+    assert mathvista_extraction.quick_extraction("", MATHVISTA_YES_NO) == ""
+    assert mathvista_extraction.quick_extraction("No", MATHVISTA_YES_NO) == "No"
+    assert mathvista_extraction.quick_extraction("no", MATHVISTA_YES_NO) is None  # not an option's exact text
+    assert mathvista_extraction.quick_extraction("1000", MATHVISTA_INTEGER) == "1000"
+    assert mathvista_extraction.quick_extraction("1000 g", MATHVISTA_INTEGER) is None
+
+
+def test_mathvista_stated_label_is_copied_even_beyond_the_options():
+    """chatgpt_2shot_solution: GPT-4 extracted "C", which lands on "No" (nearest to "C")."""
+    response = ("Without any additional information or context, it is impossible to determine the answer to this "
+                "question. Therefore, the correct option letter is (C) Cannot be determined.")
+    assert official_prediction(MATHVISTA_YES_NO, response) == "No"
+
+
+def test_mathvista_lower_case_label_is_read_as_its_letter():
+    """bard: "The answer is (b)." was extracted as "(b)", which calculate_score.py reads as B."""
+    doc = {**MATHVISTA_YES_NO, "question": "Which image has the most non-zero AC coefficients?",
+           "choices": ["(c)", "(d)", "(a)", "(b)", "(e)"], "answer": "(b)"}
+    assert official_prediction(doc, "The answer is (b).\n\nImage B is a checkerboard image.") == "(d)"
+
+
+def test_mathvista_bare_label_before_another_option_names_that_option():
+    """mplugowl: "A: No" was extracted as "B" (GPT-4 reads "A:" as "Answer:")."""
+    assert official_prediction(MATHVISTA_YES_NO, "A: No") == "No"
+
+
+def test_mathvista_supposed_answers_before_a_refusal_are_no_answer():
+    """chatgpt_2shot_solution: extracted as "Cannot determine", not as the supposed (B) No."""
+    response = ("If there are more brown tandem bikes, then the answer is (A) Yes. Otherwise, the answer is (B) No."
+                "\n\nWithout the image, we cannot determine the correct answer.")
+    assert official_prediction(MATHVISTA_YES_NO, response) == "Yes"  # "Cannot determine" is nearest to "Yes"
+
+
+def test_mathvista_no_matching_option_is_extracted_as_none():
+    """chatgpt_2shot_solution: "The correct option is not provided." lands on the nearest option to
+    the extraction, not on the option whose number the reasoning mentions (7)."""
+    doc = {**MATHVISTA_YES_NO, "question": "If CB = 4.0, DB = 7.0, and D is the midpoint of AC, then AC is ()",
+           "choices": ["6cm", "7cm", "4cm", "5cm"], "answer": "6cm"}
+    response = ("Since D is the midpoint of AC, DB = 0.5 * AC. Therefore, 7.0 = 0.5 * AC, so AC = 14.0 cm.\n\n"
+                "The correct option is not provided.")
+    assert official_prediction(doc, response) == "6cm"
+
+
+def test_mathvista_nothing_left_reads_zero():
+    """minigpt4: "leaves no objects" was extracted as 0."""
+    doc = {**MATHVISTA_INTEGER, "question": "Subtract all big red rubber cylinders and blue objects. "
+           "How many objects are left?", "answer": "0"}
+    assert official_prediction(doc, "Subtracting all big red rubber cylinders and blue objects leaves no objects.") == "0"
+
+
+def test_mathvista_fraction_answer_is_unreadable_as_a_number():
+    """chatgpt: "Final value: 4/3" was extracted as "4/3", which int(float(...)) cannot read."""
+    doc = {**MATHVISTA_INTEGER, "question": "What is the ratio of the number of procedures in 2004 to that in 2007?",
+           "answer": "1"}
+    assert official_prediction(doc, "The ratio is 20/15, which simplifies to 4/3.\n\nFinal value: 4/3") is None
 
 
 # ---------------------------------------------------------------- MATH-V (evaluate.py, utils.py)

@@ -59,15 +59,30 @@ def test_mathvista_normalisation_alone_matches_the_official_predictions(mathvist
     assert normalisation.total == 8000 and normalisation.agreement >= 0.999
 
 
+def test_instructblip_published_extractions_contradict_its_responses():
+    """Part of why the held-out MathVista target is missed, whatever the extractor: for more than a
+    quarter of InstructBLIP's responses that already are an answer (a bare number, an option's exact
+    text), which the official code returns unchanged without asking GPT, the published extraction says
+    something else; it was made from other responses than those published. No other run shows this."""
+    stale = agreement.mathvista_stale_extractions("heldout")
+    contradicting, answers = stale["instruct_blip2_vicuna_13b"]
+    assert answers > 500 and contradicting / answers > 0.25
+    assert sum(bad for model, (bad, _) in stale.items() if model != "instruct_blip2_vicuna_13b") == 0
+    dev = agreement.mathvista_stale_extractions("dev")
+    assert sum(bad for bad, _ in dev.values()) <= 1
+
+
 def test_mathvista_official_agreement_on_heldout_models_does_not_regress(mathvista_heldout):
-    """What the rules achieve on the held-out models (92.2% when measured; development 96.9%)."""
+    """What the rules achieve on the held-out models (92.7% when measured; development 97.3%)."""
     by_group, _ = mathvista_heldout
-    assert agreement.pooled(by_group).agreement >= 0.92
+    assert agreement.pooled(by_group).agreement >= 0.927
 
 
-@pytest.mark.xfail(strict=True, reason="missed: held-out agreement is 92.2%, below 97%; instruct_blip2 (62% on "
-                   "general-vqa, 7.4 points below the official accuracy), gpt4 zero-shot (79% on general-vqa) "
-                   "and llavar (89%) respond in ways the development runs do not show (see tasks/suite/README.md)")
+@pytest.mark.xfail(strict=True, reason="missed: held-out agreement is 92.7%, below 97%. instruct_blip2 (62% on "
+                   "general-vqa, 6.1 points below the official accuracy; 84% on math, 3.3 below) has published "
+                   "extractions partly made from other responses (see the test above), gpt4 zero-shot (79% on "
+                   "general-vqa: refusals, which GPT-4 extracts inconsistently) and llavar (92%, 2.2 below) "
+                   "miss too; see benchmarks/official_evidence/README.md")
 def test_mathvista_official_agreement_target_on_heldout_models(mathvista_heldout):
     by_group, _ = mathvista_heldout
     assert agreement.pooled(by_group).agreement >= agreement.MATHVISTA_MIN_AGREEMENT

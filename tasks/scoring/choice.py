@@ -46,7 +46,7 @@ def _norm(text: str) -> str:
     return re.sub(r"\s+", " ", safe_plain(text)).strip().strip(".").strip().lower()
 
 
-def _option_at_start(text: str, options: Sequence[str], letters: str) -> str | None:
+def option_at_start(text: str, options: Sequence[str], letters: str) -> str | None:
     """Letter of the longest option whose text the (normalised) text starts with."""
     low = _norm(text)
     best, best_len = None, 0
@@ -120,7 +120,7 @@ def _choice_in_segment(segment: str, options: Sequence[str], letters: str) -> st
     clause = _OPTION_WORD.sub("", _LEAD_NOISE.sub("", clause))
     if not clause or re.match(r"(?:not|neither|none)\b", clause, re.IGNORECASE):
         return None
-    by_text = _option_at_start(clause, options, letters)
+    by_text = option_at_start(clause, options, letters)
     if by_text:
         return by_text
     m = re.match(r"(\()?([A-Za-z])\)?(?![A-Za-z0-9])", clause)
@@ -147,7 +147,7 @@ def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[st
     if m:
         letter = m.group(1) or m.group(2)
         # "A: No, it is not" / "A) no": a label followed by another option's words names that option
-        named = _option_at_start(_LEAD_NOISE.sub("", s[m.end() :].lstrip(").:")), options, letters)
+        named = option_at_start(_LEAD_NOISE.sub("", s[m.end() :].lstrip(").:")), options, letters)
         if named and named != letter and parse_number(options[letters.index(named)]) is None:
             return named, "option_text"
         if letter in letters:
@@ -156,11 +156,11 @@ def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[st
     if lower:  # "b", "(b)", "b) blue": a lower-case letter alone, or labelling its own option's text
         letter = (lower.group(1) or lower.group(2)).upper()
         rest = s[lower.end() :].strip()
-        if letter in letters and (not rest or _option_at_start(rest, options, letters) == letter):
+        if letter in letters and (not rest or option_at_start(rest, options, letters) == letter):
             return letter, "leading_letter"
     if options:
         short = len(s) <= 40
-        letter = _option_at_start(s, options, letters)
+        letter = option_at_start(s, options, letters)
         if letter and (short or parse_number(options[letters.index(letter)]) is None):
             return letter, "option_text"
     return None
@@ -239,7 +239,7 @@ def _labelled_option(plain: str, options: Sequence[str], letters: str) -> str | 
     named = set()
     for m in _LABEL.finditer(plain):
         letter = m.group(1)
-        if letter in letters and _option_at_start(plain[m.end() : m.end() + 200], options, letters) == letter:
+        if letter in letters and option_at_start(plain[m.end() : m.end() + 200], options, letters) == letter:
             named.add(letter)
     return named.pop() if len(named) == 1 else None
 

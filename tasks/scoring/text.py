@@ -110,6 +110,12 @@ def declines_to_answer(text: str) -> bool:
     if spans:
         last = spans[-1]
         return last.rule != "boxed" and _REFUSAL.search(first_clause(last.text)) is not None
+    return closes_declining(text)
+
+
+def closes_declining(text: str) -> bool:
+    """True when the last sentence says the question cannot be answered, or the one before does and
+    the last does not go on to answer anyway ("However, ...", "Based on ...")."""
     sentences = [s.strip() for s in SENTENCE_END.split(text.strip()) if s.strip()]
     if not sentences:
         return False

@@ -9,6 +9,6 @@ such. `benchmarks/official_agreement.py` measures the agreement with official ve
 model responses.
 """
 
-from . import dynamath, mathverse, mathvision, mathvista, mmstar, ocrbench
+from . import dynamath, mathverse, mathvision, mathvista, mathvista_extraction, mmstar, ocrbench
 
-__all__ = ["dynamath", "mathverse", "mathvision", "mathvista", "mmstar", "ocrbench"]
+__all__ = ["dynamath", "mathverse", "mathvision", "mathvista", "mathvista_extraction", "mmstar", "ocrbench"]

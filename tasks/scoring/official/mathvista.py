@@ -15,7 +15,6 @@ the normalisation and the comparison are the official ones.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -23,37 +22,10 @@ from typing import Any
 import Levenshtein
 
 from .. import judge
-from ..choice import extract_choice
-from ..extract import extract_answer_text, extract_list, extract_number, unstated_number
-from ..numeric import parse_number
 from ..verdict import Verdict
+from .mathvista_extraction import extract_by_rules
 
 _PAREN_LETTER = re.compile(r"\(([a-zA-Z])\)")
-NO_ANSWER = "N/A"  # what the official GPT extractor most often returns for a response without an answer
-# ... unless the response words its refusal in one of these ways, which the extractor then echoes
-_ECHOED_REFUSALS = (
-    (re.compile(r"\bcannot\s+be\s+determined\b", re.IGNORECASE), "Cannot be determined"),
-    (re.compile(r"\b(?:cannot|impossible\s+to|not\s+possible\s+to)\s+determine\b", re.IGNORECASE),
-     "Cannot determine"),
-)
-
-
-# "none of the options match": the extractor then most often answers "None"
-_NO_OPTION = re.compile(
-    r"none of the (?:given |answer )?(?:options|choices)|(?:options|choices) (?:do not|don't) (?:include|match|contain)"
-    r"|not (?:available|provided|listed|included|present) in the (?:answer )?(?:options|choices)"
-    r"|no (?:correct )?(?:option|choice) (?:matches|is correct)",
-    re.IGNORECASE,
-)
-NO_OPTION = "None"
-
-
-def _no_answer(response: str) -> str:
-    """The extraction the official GPT extractor gives a response that declines to answer."""
-    for pattern, echoed in _ECHOED_REFUSALS:
-        if pattern.search(response):
-            return echoed
-    return NO_ANSWER
 
 
 def nearest_choice(text: str, choices: Sequence[str]) -> str:
@@ -83,106 +55,6 @@ def normalize_extracted_answer(extraction: Any, choices: Sequence[str] | None, q
     except (TypeError, ValueError, OverflowError):
         return None
     return None
-
-
-def _decimal(number: str | None) -> str | None:
-    """A number as `float()` reads it: "25%" -> "25", "3/4" -> "0.75", "1,000" -> "1000"."""
-    if number is None:
-        return None
-    try:
-        float(number)
-        return number
-    except ValueError:
-        pass
-    parsed = parse_number(number.rstrip("%"))
-    if parsed is None or not math.isfinite(parsed.value):
-        return None
-    return repr(parsed.value) if parsed.value != int(parsed.value) else str(int(parsed.value))
-
-
-def _quick(response: str, doc: Mapping[str, Any]) -> str | None:
-    """`extract_answer.py`'s quick paths: the response already is the answer."""
-    if response == "":
-        return ""
-    if doc.get("question_type") == "multi_choice" and response in (doc.get("choices") or []):
-        return response
-    answer_type = doc.get("answer_type")
-    try:
-        if answer_type == "integer":
-            return str(int(response))
-        if answer_type == "float":
-            return str(float(response))
-    except ValueError:
-        pass
-    return None
-
-
-_NEW_QUESTION = re.compile(r"\n\s*Question\s*:\s*")
-
-
-def _continuation(response: str, question: str) -> str | None:
-    """The last part of a response that goes on to pose and answer a new question of its own (a line
-    "Question: ..." that is not the question asked): the official extractor reads its answer there."""
-    starts = [m.end() for m in _NEW_QUESTION.finditer(response)]
-    if not starts:
-        return None
-    tail = response[starts[-1] :]
-    return None if tail.strip()[:30] == question.strip()[:30] else tail
-
-
-def _from_continuation(tail: str, doc: Mapping[str, Any]) -> str:
-    if doc.get("question_type") == "multi_choice":
-        letter, _ = extract_choice(tail, [])
-        if letter is not None:
-            return letter
-    number, _ = extract_number(tail)
-    if number is not None or doc.get("question_type") != "multi_choice":
-        return _decimal(number) or ""
-    text, _ = extract_answer_text(tail)
-    return text or NO_ANSWER
-
-
-_STATED = ("boxed", "answer_is")
-
-
-def _choice_extraction(doc: Mapping[str, Any], response: str) -> tuple[str, str]:
-    """What the extractor returns for a multiple-choice response: the chosen letter when one is
-    stated; a stated answer that is no option (then the nearest option counts); else a weaker
-    reading, or the response's last line."""
-    choices = [str(c) for c in doc.get("choices") or []]
-    letter, rule = extract_choice(response, choices, str(doc.get("question") or ""))
-    if rule == "refusal":
-        return _no_answer(response), "nearest_refusal"
-    if letter is not None and rule in _STATED:
-        return letter, rule
-    if _NO_OPTION.search(response[-400:]):
-        return NO_OPTION, "nearest_no_option"
-    text, text_rule = extract_answer_text(response)
-    if text_rule in _STATED and text:
-        return (letter, rule) if letter is not None else (text, "nearest_" + text_rule)
-    if letter is not None:
-        return letter, rule
-    return (text or NO_ANSWER), "nearest_" + text_rule
-
-
-def extract_by_rules(doc: Mapping[str, Any], response: str) -> tuple[str, str]:
-    """The short answer a GPT extractor would return, read by rules; and the rule that read it."""
-    quick = _quick(response, doc)
-    if quick is not None:
-        return quick, "quick"
-    tail = _continuation(response, str(doc.get("question") or ""))
-    if tail is not None:
-        return _from_continuation(tail, doc), "continuation"
-    if doc.get("question_type") == "multi_choice":
-        return _choice_extraction(doc, response)
-    answer_type = doc.get("answer_type")
-    if answer_type == "list":
-        items, rule = extract_list(response)
-        return ("" if items is None else "[" + ", ".join(items) + "]"), rule
-    number, rule = extract_number(response)
-    if rule == "last_number":
-        number, rule = unstated_number(response, str(doc.get("question") or "")), "unstated_number"
-    return (_decimal(number) or ""), rule
 
 
 def _verdict(doc: Mapping[str, Any], extraction: str, rule: str) -> Verdict:
