@@ -98,6 +98,8 @@ def doctor(source: Path, target: Path, right: Callable[[str, int], bool] | None,
                 line["filtered_resps"] = line["target"] if verdict else "ZEBRA"
             for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
                 line[metric].update(correct=verdict, extracted=line["filtered_resps"])
+                for protocol in line[metric].get("verdicts", {}).values():  # every protocol's, as scoring logs
+                    protocol.update(correct=verdict, extracted=line["filtered_resps"])
         samples_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
         records = [line["mvlm_acc"] for line in lines]
         data["results"][task].update({"mvlm_acc,none": metrics.micro_accuracy(records),

@@ -276,10 +276,22 @@ def _with_strict_verdicts(source: Path, target: Path) -> Path:
     return target
 
 
+def _without_verdicts(source: Path, target: Path) -> Path:
+    """A copy of a run whose samples carry one verdict each, as records made before two protocols did."""
+    shutil.copytree(source, target)
+    for path in target.rglob("*_samples_*.jsonl"):
+        lines = [json.loads(line) for line in path.read_text().splitlines()]
+        for line in lines:
+            for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
+                line[metric].pop("verdicts", None)
+        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    return target
+
+
 def test_scores_under_another_protocol(outputs, tmp_path, run_cli):
     root = tmp_path / "store"
     strict = _with_strict_verdicts(outputs["scripted"], tmp_path / "strict")
-    Store(root).add(read_output(strict, baseline=True) + read_output(outputs["wrong"]))
+    Store(root).add(read_output(strict, baseline=True) + read_output(_without_verdicts(outputs["wrong"], tmp_path / "w")))
     # scripted: right where doc_id % 3 != 1; strict also needs an even doc_id: 0, 2, 6, 8, 12, 14, 18 (7 of 20)
     code, out, _ = run_cli("leaderboard", "--store", root, "--format", "csv", "--protocol", "strict")
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(out))}

@@ -172,8 +172,10 @@ class Store:
         return _record_files(self.runs_dir)
 
     def _label(self, path: Path) -> str:
-        """Which store a record file is in, as the user named it."""
-        return str(path.parent.parent)
+        """Which store a record file is in: `local` or `committed` for the default stores, else its folder."""
+        folder = path.parent.parent.resolve()
+        named = {local_root().resolve(): "local", default_root().resolve(): "committed"}
+        return named.get(folder, str(path.parent.parent))
 
     def _where(self) -> str:
         return " or ".join(str(p) for p in [self.root, *self.also_read])
