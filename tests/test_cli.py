@@ -118,11 +118,30 @@ def test_demo_quiet_prints_the_table_and_no_progress_bar(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "VLM vs merged" in result.stdout
+    assert "What the merge changed, on the same documents: probe_perception" in result.stdout
+    assert "n=2)" in result.stdout
     assert "it/s" not in output and "%|" not in output and "\r" not in output, output[-3000:]
     assert "loading and evaluating" not in output and "INFO" not in output
     planned = subprocess.run([str(BIN / "merged-vlm"), "plan", "tiny-world", "--json", "--set", "lambda=0.5"],
                              env=env, capture_output=True, text=True, timeout=300, check=True)
     assert json.loads(planned.stdout)["recipe_hash"] in result.stdout
+
+
+def test_demo_reading_names_only_changes_beyond_sampling_noise():
+    """The line under the demo's table: per task the change in points with its interval and n, and which
+    changes are more than noise (a 1-document flip in 200 is not; 60 of 200 lost is)."""
+    from harness_ext.commands.demo import reading
+
+    docs = range(200)
+    alone = {"mvlm_probe_perception": {d: d < 100 for d in docs},
+             "mvlm_probe_reasoning": {d: d < 10 for d in docs}}
+    merged = {"mvlm_probe_perception": {d: d < 40 for d in docs},
+              "mvlm_probe_reasoning": {d: d < 11 for d in docs}}
+    line = reading(["mvlm_probe_perception", "mvlm_probe_reasoning"], alone, merged)
+    assert "probe_perception -30.0 points" in line and "probe_reasoning +0.5 points" in line
+    assert line.count("n=200") == 2 and line.endswith("beyond sampling noise: probe_perception.")
+    quiet = reading(["mvlm_probe_reasoning"], alone, merged)
+    assert quiet.endswith("no change is beyond sampling noise at this n.")
 
 
 def test_sweep_set_applies_to_every_variant():

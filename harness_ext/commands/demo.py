@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 import typer
 from rich.table import Table
@@ -16,14 +16,14 @@ VLM_ALONE_SUFFIX = "-vlm-alone"  # the VLM-alone run's name: `<recipe name>-vlm-
 
 def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in recipes/."),
          tasks: str = typer.Option("mvlm_probe_perception,mvlm_probe_reasoning", help="Comma-separated tasks."),
-         limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
+         limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
          out: Path = typer.Option(Path("out/demo"), "--out", help="lmms-eval output folder."),
          batch_size: int = typer.Option(8, help="Generation batch size."),
          ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record both runs (in the local store, "
                                                                         "results/local/)."),
          commit: bool = typer.Option(False, "--commit", help="Record them in the committed store (results/) "
                                                              "instead."),
-         set_: Optional[list[str]] = SetOpt, quiet: bool = QuietOpt) -> None:
+         set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
     if quiet:
         be_quiet()
@@ -37,18 +37,54 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
     overrides = parse_assignments(set_, "--set")
     progress = say(quiet)
     name = read_recipe_document(recipe).get("name") or Path(recipe).stem
-    rows, written = [], []
+    rows, written, verdicts = [], [], []
     for label, variant in (("VLM alone", {**overrides, **vlm_alone(name)}), ("merged", overrides)):
         progress(f"[bold]{label}[/]: loading and evaluating {', '.join(names)} ...")
         model = MergedVLMChat(recipe=recipe, batch_size=batch_size, quiet=quiet, **variant)
         evaluation = evaluate(model, names, out, limit)
         rows.append((label, model.loaded.record["recipe_hash"], split_scores(evaluation.results), evaluation.folder))
+        verdicts.append(_verdicts(evaluation.samples))
         counts = {v.get("effective") for v in evaluation.results.get("n-samples", {}).values()}
         written.append(evaluation.results_file)
         del model
     _print_table(names, rows, ", ".join(str(c) for c in sorted(c for c in counts if c is not None)))
+    console.print(reading(names, *verdicts), markup=False, highlight=False, soft_wrap=True)
     if ingest:  # the two runs just made, not earlier ones in the same folders
         record_runs([record for path in written for record in read_output(path)], commit=commit)
+
+
+def _verdicts(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[int, bool]]:
+    """Per task, each document's verdict (doc_id -> correct) under the primary metric."""
+    return {task: {s["doc_id"]: bool(s["mvlm_acc"]["correct"])
+                   for s in rows if isinstance(s.get("mvlm_acc"), dict)}
+            for task, rows in samples.items()}
+
+
+def reading(tasks: list[str], alone: dict[str, dict[int, bool]], merged: dict[str, dict[int, bool]],
+            alpha: float = 0.05, seed: int = 0) -> str:
+    """One line saying what the table shows: per task, the merge's change in points on the documents both runs
+    answered, its paired-bootstrap interval, n, and whether the change is more than sampling noise."""
+    import numpy as np
+
+    from harness_ext.results.stats import Design, bootstrap_deltas, interval
+
+    parts, significant = [], []
+    for task in tasks:
+        shared = sorted(set(alone.get(task, {})) & set(merged.get(task, {})))
+        if not shared:
+            continue
+        a = [float(alone[task][d]) for d in shared]
+        b = [float(merged[task][d]) for d in shared]
+        design = Design.of("micro", [None] * len(shared), [None] * len(shared))
+        low, high = interval(bootstrap_deltas(a, b, design, 2000, np.random.default_rng(seed)), alpha)
+        change = 100 * (sum(b) - sum(a)) / len(shared)
+        parts.append(f"{task.removeprefix('mvlm_')} {change:+.1f} points ({100 * (1 - alpha):.0f}% interval "
+                     f"{100 * low:+.1f} to {100 * high:+.1f}, n={len(shared)})")
+        if low > 0 or high < 0:
+            significant.append(task.removeprefix("mvlm_"))
+    verdict = (f"beyond sampling noise: {', '.join(significant)}" if significant
+               else "no change is beyond sampling noise at this n")
+    return f"What the merge changed, on the same documents: {'; '.join(parts)}; {verdict}."
 
 
 def vlm_alone(name: str) -> dict[str, Any]:
