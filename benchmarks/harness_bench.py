@@ -18,6 +18,7 @@ import argparse
 import os
 import shutil
 import statistics
+import sys
 import time
 from pathlib import Path
 
@@ -56,7 +57,9 @@ def main() -> None:
     from harness_ext.evaluate import evaluate, task_manager
     from harness_ext.lmms_model import MergedVLMChat
     from lmms_eval.models import get_model
-    from merge_models.tiny import TinySizes, build_family
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the test-support checkpoint builders
+    from tiny_checkpoints import TinySizes, build_family
 
     family = build_family("llava", args.work, sizes=TinySizes(hidden=args.hidden, layers=args.layers,
                                                               heads=8, kv_heads=4, intermediate=4 * args.hidden))

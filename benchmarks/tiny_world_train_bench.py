@@ -1,7 +1,7 @@
 """Tiny-world training speed: seconds per step of each stage under each speed switch, against the default
 configuration measured in the same run, and the whole schedule projected from them.
 
-Stages timed through `harness_ext.tiny_world.train.run_stage` (the real training loop), starting from the
+Stages timed through `tiny_world.train.run_stage` (the real training loop), starting from the
 shipped base checkpoint: a text stage (the base corpus; the reasoning stage has the same shape), the
 vision tower's scene-head stage and the joint VLM stage. Switches (`TrainConfig` fields):
   autocast                    bfloat16 autocast of the forward pass (float32 weights)
@@ -24,7 +24,7 @@ from typing import Any
 import torch
 import transformers as T
 
-from harness_ext.tiny_world import build, data, scene_head, train
+from tiny_world import build, data, scene_head, train
 
 ROOT = Path(__file__).resolve().parents[1]
 

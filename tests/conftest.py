@@ -34,7 +34,7 @@ def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def tiny_family(tmp_path_factory: pytest.TempPathFactory):
     """Build (once per session) a tiny VLM + base + reasoning trio of a family."""
-    from merge_models.tiny import build_family
+    from tiny_checkpoints import build_family
 
     root = tmp_path_factory.mktemp("tiny")
     built = {}

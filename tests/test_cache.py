@@ -9,10 +9,11 @@ import sys
 import time
 from pathlib import Path
 
+from tiny_checkpoints import TinySizes, build_family
+
 from merge_models.cache import cached_checkpoint
 from merge_models.plan import build_plan
 from merge_models.recipe import parse_recipe
-from merge_models.tiny import TinySizes, build_family
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -130,7 +130,7 @@ def test_demo_quiet_prints_the_table_and_no_progress_bar(tmp_path):
 def test_demo_reading_names_only_changes_beyond_sampling_noise():
     """The line under the demo's table: per task the change in points with its interval and n, and which
     changes are more than noise (a 1-document flip in 200 is not; 60 of 200 lost is)."""
-    from harness_ext.commands.demo import reading
+    from harness_ext.cli.demo import reading
 
     docs = range(200)
     alone = {"mvlm_probe_perception": {d: d < 100 for d in docs},

@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from tiny_checkpoints import FAMILIES
 
 from harness_ext.generation import conversation, generate
 from harness_ext.loading import load_merged_vlm
 from harness_ext.model_options import VLM_OPTIONS, split_model_args
 from merge_models.plan import build_plan
 from merge_models.recipe import load_recipe
-from merge_models.tiny import FAMILIES
 
 BIN = Path(sys.executable).parent
 LIMIT = "4"
@@ -45,7 +45,7 @@ def _results(folder: Path) -> dict:
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     """A tiny LLaVA trio and its recipe, a shared cache, and an environment for subprocesses."""
-    from merge_models.tiny import build_family
+    from tiny_checkpoints import build_family
 
     root = tmp_path_factory.mktemp("harness")
     family = build_family("llava", root)

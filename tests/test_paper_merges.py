@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file
+from tiny_checkpoints import TinySizes, build_family
 
 from merge_models.errors import RecipeError
 from merge_models.executor import merge_state_dict
 from merge_models.methods.native import TaskVectorMethod, TensorParams
 from merge_models.plan import build_plan
 from merge_models.recipe import parse_recipe, read_recipe_document
-from merge_models.tiny import TinySizes, build_family
 
 # Written out by hand: LLaVA-Next's published names of its language tensors, and the LLM's.
 VLM_PREFIX, LLM_PREFIX = "language_model.model.", "model."

@@ -13,6 +13,7 @@ import pytest
 import torch
 import transformers as T
 from safetensors.torch import load_file, save_file
+from tiny_checkpoints import build_pickle_only
 
 from harness_ext.loading import build_merged_causal_lm
 from merge_models.errors import CheckpointError
@@ -20,7 +21,6 @@ from merge_models.executor import merge_state_dict
 from merge_models.language_config import language_config
 from merge_models.plan import build_plan, plan_totals
 from merge_models.recipe import parse_recipe
-from merge_models.tiny import build_pickle_only
 
 
 def _linear(vlm: Path, source: Path, **extra) -> dict:

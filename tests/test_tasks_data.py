@@ -29,7 +29,7 @@ from mvlm_tasks.sources import (
 from PIL import Image
 from typer.testing import CliRunner
 
-from harness_ext.commands import data as data_commands
+from harness_ext.cli import data as data_commands
 
 SUITE = Path(__file__).resolve().parents[1] / "tasks" / "suite"
 HUB = {(s.hub_id, s.config, split): s.name for s in SOURCES.values() for split in s.splits}

@@ -1,7 +1,7 @@
 """Train the tiny-world family from a fixed seed (on CPU by default): base LLM -> reasoning LLM, base LLM -> VLM.
 
-    python -m harness_ext.tiny_world.train --out models/tiny-world [--eval]
-    python -m harness_ext.tiny_world.train --out DIR --set device='"cuda"'   # on a GPU: minutes, not bit-identical
+    python -m tiny_world.train --out models/tiny-world [--eval]
+    python -m tiny_world.train --out DIR --set device='"cuda"'   # on a GPU: minutes, not bit-identical
 
 Writes `base/`, `reasoning/` and `vlm/` (safetensors, tokenizer, processor), `training_log.jsonl`
 (loss every few steps), `train_config.json` and, with --eval, `eval.json` (probe accuracies of the three
@@ -24,8 +24,8 @@ import torch
 import transformers as T
 from mvlm_tasks.probe import Item
 
-from harness_ext.tiny_world import build, data, scene_head
-from harness_ext.tiny_world.data import Example
+from tiny_world import build, data, scene_head
+from tiny_world.data import Example
 
 
 @dataclass(frozen=True)
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = train_all(config, args.out, tuple(args.stages.split(",")), quiet=args.quiet)
     print(json.dumps(summary["seconds"]))
     if args.eval:
-        from harness_ext.tiny_world import card, evaluate
+        from tiny_world import card, evaluate
 
         results = evaluate.evaluate_family(args.out, sweep=evaluate.SWEEP)
         build.write_json(args.out / "eval.json", results)

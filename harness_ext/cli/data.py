@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from harness_ext.console import console
+from harness_ext.cli.console import console
 
 data_app = typer.Typer(help="Benchmark data: download the published datasets into the layout the tasks read.",
                        no_args_is_help=True)

@@ -1,7 +1,7 @@
 """A fast greedy evaluation of the tiny-world family on the probe (the lmms-eval task's prompts and
 scoring), and merges of its VLM with its reasoning LLM.
 
-    python -m harness_ext.tiny_world.evaluate --models models/tiny-world [--sweep] [--out FILE]
+    python -m tiny_world.evaluate --models models/tiny-world [--sweep] [--out FILE]
 
 Items are `mvlm_tasks.probe.generate_probe` (the evaluation set the shipped parquet holds). Images go to
 the VLM with the item's question; text-only models get `text_question` (the same content in words).
@@ -22,14 +22,14 @@ from typing import Any, Iterable
 
 import torch
 import transformers as T
-
-from harness_ext.generation import conversation, generate
-from harness_ext.tiny_world.data import SYSTEM_PROMPT, description
 from mvlm_tasks.probe import Item, generate_probe
 from mvlm_tasks.suite.probe import doc_to_text, process_results
 
+from harness_ext.generation import conversation, generate
+from tiny_world.data import SYSTEM_PROMPT, description
+
 MAX_NEW_TOKENS = 32  # the probe task's generation_kwargs
-RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny-world.yaml"
+RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny-world.yaml"
 
 
 def _doc(item: Item) -> dict[str, Any]:

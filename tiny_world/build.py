@@ -15,10 +15,27 @@ from typing import Any, Iterable
 
 import torch
 import transformers as T
+from mvlm_tasks.probe.scenes import IMAGE_SIZE
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from merge_models.tiny import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
-from mvlm_tasks.probe.scenes import IMAGE_SIZE
+# One chat template for the tiny Qwen2-VL models here and the test checkpoints of every family
+# (tests/tiny_checkpoints.py): system/user/assistant turns, images as the family's token.
+CHAT_TEMPLATE = (
+    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
+    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
+    "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ IMAGE }}"
+    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
+    "{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
+)
+QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
+QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
+
+
+def mrope_section(hidden: int, heads: int) -> list[int]:
+    """Qwen2-VL's temporal/height/width split of the rotary half-dimension for a head size."""
+    half = hidden // heads // 2
+    return [half - 2 * (half // 3), half // 3, half // 3]
+
 
 BASE_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 SPECIAL_TOKENS = BASE_SPECIALS + list(QWEN_TOKENS)

@@ -6,12 +6,12 @@ import sys
 
 import typer
 
-from harness_ext.commands import analysis as analysis_commands
-from harness_ext.commands import data as data_commands
-from harness_ext.commands import demo as demo_commands
-from harness_ext.commands import merge as merge_commands
-from harness_ext.commands import report, track
-from harness_ext.console import errors
+from harness_ext.cli import analysis as analysis_commands
+from harness_ext.cli import data as data_commands
+from harness_ext.cli import demo as demo_commands
+from harness_ext.cli import merge as merge_commands
+from harness_ext.cli import report, track
+from harness_ext.cli.console import errors
 from merge_models.errors import MergeError
 
 # Plain help (click's layout): flags shown as flags, options and help text wrapped to the terminal.
@@ -49,6 +49,3 @@ def main() -> None:
         errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)
 
-
-if __name__ == "__main__":
-    main()

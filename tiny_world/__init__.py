@@ -2,6 +2,6 @@
 the perception-vs-reasoning effect of merging observable on CPU in minutes.
 
 Modules: `build` (tokenizer, configs, saving), `data` (training examples of each stage), `train` (the
-three training stages; `python -m harness_ext.tiny_world.train --out models/tiny-world`), `evaluate`
+three training stages; `python -m tiny_world.train --out models/tiny-world`), `evaluate`
 (a fast greedy evaluation loop on the probe, text and image, and the merge sweep).
 """

@@ -16,8 +16,8 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from harness_ext.commands.track import StoreOpt, open_store
-from harness_ext.console import console, print_table
+from harness_ext.cli.console import console, print_table
+from harness_ext.cli.track import StoreOpt, open_store
 
 FORMATS = ("table", "markdown", "csv", "html")
 TasksOpt = typer.Option("--tasks", help="Tasks, comma-separated (default: all).")

@@ -8,7 +8,7 @@ from typing import Any
 import typer
 from rich.table import Table
 
-from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
+from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 
 VLM_ALONE = {"modules": []}  # merges nothing: the VLM exactly as published
 VLM_ALONE_SUFFIX = "-vlm-alone"  # the VLM-alone run's name: `<recipe name>-vlm-alone`, apart from the merge's
@@ -27,7 +27,7 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
     if quiet:
         be_quiet()
-    from harness_ext.commands.track import record_runs
+    from harness_ext.cli.track import record_runs
     from harness_ext.evaluate import evaluate, split_scores
     from harness_ext.lmms_model import MergedVLMChat
     from harness_ext.results.ingest import read_output

@@ -23,12 +23,11 @@ import io
 from dataclasses import dataclass, replace
 from typing import Any
 
-from PIL import Image
-
 from mvlm_tasks.probe import Item, TextProblem, generate_text_reasoning, generate_training_items
 from mvlm_tasks.probe.items import DIFFERENCE_QUESTION, LARGER_QUESTION, SUM_QUESTION
 from mvlm_tasks.probe.rng import Rng
 from mvlm_tasks.suite.probe import doc_to_text
+from PIL import Image
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # lmms-eval's default for Qwen2-VL
 SYSTEM_SHARE = 0.5  # share of training chats that carry the system prompt (merged_vlm sends none)

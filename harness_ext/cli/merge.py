@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table
+from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
 from merge_models.methods.registry import NATIVE_METHODS

@@ -3,7 +3,7 @@
 Nothing is downloaded: configs are small, weights are random from a seed, tokenizers are
 trained on the spot with the `tokenizers` library. The VLM's language model and the reasoning
 LLM are both the base LLM plus distinct seeded perturbations, as real models tuned from one
-base are. Used by the tests, the benchmarks and `merged-vlm demo`.
+base are. Test support: used by the tests and by `benchmarks/harness_bench.py`.
 """
 
 from __future__ import annotations
@@ -18,20 +18,12 @@ import transformers as T
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from tiny_world.build import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
+
 TEXT_CLASSES = {"qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM), "llama": (T.LlamaConfig, T.LlamaForCausalLM),
                 "mistral": (T.MistralConfig, T.MistralForCausalLM)}
 CORPUS_WORDS = ("the a of and to is what how many number sum image shows answer question red green blue "
                 "yellow circle square triangle larger smaller plus minus times equals count colour word").split()
-
-# One chat template for all families: system/user/assistant turns, images as the family's token.
-CHAT_TEMPLATE = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\n' }}"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for item in message['content'] %}{% if item['type'] == 'image' %}{{ IMAGE }}"
-    "{% elif item['type'] == 'text' %}{{ item['text'] }}{% endif %}{% endfor %}{% endif %}"
-    "{{ '<|im_end|>\n' }}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
-)
-
 
 @dataclass(frozen=True)
 class TinySizes:
@@ -119,12 +111,6 @@ class FamilySpec:
     layout: RealLayout = RealLayout()
 
 
-def mrope_section(hidden: int, heads: int) -> list[int]:
-    """Qwen2-VL's temporal/height/width split of the rotary half-dimension for a head size."""
-    half = hidden // heads // 2
-    return [half - 2 * (half // 3), half // 3, half // 3]
-
-
 def _qwen_vl(config_cls, model_cls, processor_cls, image_proc_cls, video_proc_cls):
     def build(sizes: TinySizes, tok: T.PreTrainedTokenizerFast, vocab: int, **text_extra: Any):
         section = mrope_section(sizes.hidden, sizes.heads)
@@ -206,8 +192,6 @@ def _internvl(sizes: TinySizes, tok: T.PreTrainedTokenizerFast, vocab: int, **te
     return T.InternVLForConditionalGeneration(config), processor
 
 
-QWEN_TOKENS = ("<|vision_start|>", "<|vision_end|>", "<|image_pad|>", "<|video_pad|>")
-QWEN_IMAGE = "<|vision_start|><|image_pad|><|vision_end|>"
 # Qwen2-VL-7B-Instruct / Qwen2-7B / Qwen2-Math-7B: RoPE base 1e6 / 1e6 / 1e4, positions 32768 / 131072 / 4096.
 QWEN2_VL_LAYOUT = RealLayout(flat_config=True, equal_vocab=True, text={
     "vlm": {"rope_theta": 1e6, "max_position_embeddings": 32768},

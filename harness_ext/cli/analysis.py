@@ -8,7 +8,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
+from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 from merge_models.recipe import load_recipe
 
 DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
@@ -153,7 +153,7 @@ def _print_drops(result) -> None:
 def _ingester(commit: bool):
     """A callback recording each finished variant's lmms-eval output (local store, or committed with commit)."""
     def ingest(path: Path) -> None:
-        from harness_ext.commands.track import record_runs
+        from harness_ext.cli.track import record_runs
         from harness_ext.results.ingest import read_output
 
         record_runs(read_output(path), commit=commit)

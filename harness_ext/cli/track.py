@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from harness_ext.console import console, print_table
+from harness_ext.cli.console import console, print_table
 
 track_app = typer.Typer(help="The results store: record lmms-eval / lm-eval runs, list, query.",
                         no_args_is_help=True)

@@ -1,7 +1,8 @@
 """The tiny-world model card (`README.md` next to the checkpoints), rendered from what training and
-evaluation recorded (`train_config.json`, `eval.json`), so the card cannot drift from the files.
+evaluation recorded (`train_config.json`, `eval.json`), so the card cannot drift from the files. The
+research log below LOG_MARKER is hand-written and kept as it is when the card is rendered again.
 
-    python -m harness_ext.tiny_world.card models/tiny-world
+    python -m tiny_world.card models/tiny-world
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+LOG_MARKER = "<!-- Research log: hand-written below this line, kept when the card is rendered again. -->"
 ROWS = [("base (text)", "base LLM, text questions"), ("reasoning (text)", "reasoning LLM, text questions"),
         ("vlm", "VLM, images"), ("recipe", "merged (recipes/tiny-world.yaml), images")]
 
@@ -32,9 +34,17 @@ def accuracy_table(results: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def research_log(folder: Path) -> str:
+    """The hand-written part of the family's existing card, from LOG_MARKER on ("" when there is none)."""
+    card = Path(folder) / "README.md"
+    text = card.read_text() if card.exists() else ""
+    return text[text.index(LOG_MARKER):] if LOG_MARKER in text else ""
+
+
 def render(folder: Path) -> str:
-    """The card's markdown for a trained family folder."""
+    """The card's markdown for a trained family folder: what was recorded, then the research log."""
     folder = Path(folder)
+    log = research_log(folder)
     training = json.loads((folder / "train_config.json").read_text())
     results = json.loads((folder / "eval.json").read_text())
     config, seconds = training["config"], training["seconds"]
@@ -44,9 +54,9 @@ def render(folder: Path) -> str:
         f"{seconds.get(name, float('nan')) / 60:.1f} |" for name in ("base", "reasoning", "vlm"))
     return f"""# tiny-world: a trained base LLM, reasoning LLM and Qwen2-VL, small enough to ship
 
-Made by `python -m harness_ext.tiny_world.train --out models/tiny-world --eval` (seed {config['seed']},
+Made by `python -m tiny_world.train --out models/tiny-world --eval` (seed {config['seed']},
 torch {training['torch']}, transformers {training['transformers']}).
-Every example is drawn from seeded generators in `harness_ext/tiny_world/data.py`; the evaluation
+Every example is drawn from seeded generators in `tiny_world/data.py`; the evaluation
 items (`mvlm_tasks.probe`) are excluded from training by scene and by operands.
 
 | folder | class | trained on |
@@ -58,7 +68,7 @@ items (`mvlm_tasks.probe`) are excluded from training by scene and by operands.
 Language model: hidden {sizes['hidden']}, {sizes['layers']} layers, {sizes['heads']} heads ({sizes['kv_heads']} KV),
 MLP {sizes['intermediate']}; vision tower: {sizes['vision_depth']} blocks of width {sizes['vision_hidden']}, {sizes['vision_patch']}-px patches
 merged {sizes['vision_merge']}x{sizes['vision_merge']} into image tokens. The tower is first pretrained alone for
-{config['vlm']['extra']['vision_steps']} steps on an auxiliary scene head (`harness_ext/tiny_world/scene_head.py`: the characters,
+{config['vlm']['extra']['vision_steps']} steps on an auxiliary scene head (`tiny_world/scene_head.py`: the characters,
 shape kind, colour and count drawn in each training image), then the VLM trains on its answers with that
 head's loss added (weight {config['vlm']['extra']['scene_weight']:g}); the head is dropped before saving. One byte-level
 BPE vocabulary with single-digit tokens is shared by all three. Embeddings and `lm_head` are frozen after
@@ -78,7 +88,7 @@ Training times are wall-clock minutes as recorded; see `train_config.json` for e
 Text models answer the items' text twins (the scene described in words); the VLM and merges see the image.
 
 {accuracy_table(results)}
-"""
+""" + (f"\n{log}" if log else "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,1 +1,0 @@
-"""Sub-commands of `merged-vlm`, one module per group."""
