@@ -69,19 +69,6 @@ def test_lock_holds_filelock_below_the_release_without_the_module_lmms_eval_impo
     assert Version(_lock_pins()["filelock"]) < Version("4.3")
 
 
-def test_readme_quick_start_install_commands_are_what_ci_runs():
-    readme = (ROOT / "README.md").read_text()
-    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
-    ci = (ROOT / ".ci" / "run").read_text().splitlines()
-    installs = [part.strip() for line in quick_start.splitlines() for part in line.split("&&")
-                if part.strip().startswith("pip install")]
-    assert installs == ["pip install -c requirements.lock -e .",
-                        "pip install -c requirements.lock -e '.[test]'"]
-    for command in installs:
-        assert command in ci, f"README's `{command}` is not a line of .ci/run"
-    assert "python -m pytest" in ci
-
-
 def test_lock_check_reports_extra_missing_and_moved_distributions():
     import importlib.util
 
