@@ -15,6 +15,7 @@ Compute precision is the same everywhere: float32 arithmetic, bfloat16 output.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -32,6 +33,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, VOCAB = 1536, 8960, 12, 2, 151936
 SHARD_BYTES = 1 << 30
+REFERENCE = Path(__file__).with_name("merge_bench_reference.json")
 
 
 def layer_shapes(layer: int) -> dict[str, tuple[int, ...]]:
@@ -113,8 +115,26 @@ def build_inputs(work: Path, layers: int) -> dict[str, Path]:
     for file in set(weight_maps["vlm"].values()):
         (dirs["vlm-as-llm"] / file).symlink_to(dirs["vlm"] / file)
     _write_index(dirs["vlm-as-llm"], weight_maps["vlm"])
-    (work / "inputs.done").write_text(json.dumps({"layers": layers}))
+    digest = hashlib.sha256()
+    for role in ("vlm", "base", "reasoning"):
+        digest.update(data_digest(dirs[role]).encode())
+    (work / "inputs.done").write_text(json.dumps({"layers": layers, "sha256": digest.hexdigest()}))
     return dirs
+
+
+def data_digest(folder: Path) -> str:
+    """sha256 of the tensor data (not the headers) of a checkpoint's shards, in file-name order.
+
+    Headers are left out: a merge's header metadata records its recipe hash, which for
+    large local inputs includes file times.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")):
+        with open(file, "rb") as handle:
+            handle.seek(8 + int.from_bytes(handle.read(8), "little"))
+            while block := handle.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -140,7 +160,7 @@ def floor(dirs: dict[str, Path], out: Path) -> None:
 
 
 def recipes(dirs: dict[str, Path], method: str, work: Path) -> tuple[Path, Path]:
-    density = {"density": 0.2} if method == "ties" else {}
+    density = {} if method in ("linear", "task_arithmetic") else {"density": 0.2}
     ours = {"vlm": {"model": str(dirs["vlm"]), "weight": 1.0, **density}, "base": str(dirs["base"]),
             "sources": [{"model": str(dirs["reasoning"]), "weight": 0.5, **density}], "method": method,
             "exclude": [], "dtype": "bfloat16"}
@@ -190,11 +210,21 @@ def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> float:
     return worst
 
 
+def _identity(digest: str, inputs_digest: str, expected: dict, method: str) -> str:
+    if expected.get("inputs") != inputs_digest or method not in expected:
+        return "not compared: no reference digest for these inputs"
+    return "bit-identical to the reference" if expected[method] == digest else "DIFFERS from the reference"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "merge")
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--methods", default="task_arithmetic,ties")
+    parser.add_argument("--keep-inputs", action="store_true", help="leave the inputs in --work for the next run")
+    parser.add_argument("--skip-mergekit", action="store_true", help="time merged-vlm and the floor only")
+    parser.add_argument("--record-reference", action="store_true",
+                        help=f"store our outputs' digests in {REFERENCE.name} as the bit-identity reference")
     parser.add_argument("--floor-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     dirs = {k: args.work / k for k in ("base", "reasoning", "vlm", "vlm-as-llm")}
@@ -222,12 +252,20 @@ def main() -> None:
         print(f"  {label:28s} {results[label][0]:8.1f} s  peak RSS {results[label][1] / 2**30:6.2f} GiB", flush=True)
 
     out = args.work / "out"
+    inputs_digest = json.loads((args.work / "inputs.done").read_text())["sha256"]
+    reference = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    expected = reference.get(f"layers-{args.layers}", {})
+    recorded = {"inputs": inputs_digest, **expected}
     run("floor (safetensors only)", [env_python, __file__, "--work", str(args.work), "--floor-only",
                                       str(out / "floor")], out / "floor")
     for method in args.methods.split(","):
         ours_recipe, theirs_recipe = recipes(dirs, method, args.work)
         run(f"merged-vlm {method}", [env_python, "-m", "harness_ext.cli", "merge", str(ours_recipe), "--out",
                                      str(out / f"ours-{method}"), "--force", "--quiet"], out / f"ours-{method}")
+        recorded[method] = data_digest(out / f"ours-{method}")
+        print(f"  {'':28s} output {_identity(recorded[method], inputs_digest, expected, method)}", flush=True)
+        if args.skip_mergekit:
+            continue
         run(f"mergekit {method}", [mergekit_yaml, str(theirs_recipe), str(out / f"mk-{method}"), "--quiet",
                                    "--no-copy-tokenizer", "--no-write-model-card"], out / f"mk-{method}")
         if method == "task_arithmetic":
@@ -236,6 +274,13 @@ def main() -> None:
         for label in (f"ours-{method}", f"mk-{method}"):
             shutil.rmtree(out / label, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
+    if not args.keep_inputs:
+        shutil.rmtree(args.work, ignore_errors=True)
+    if args.record_reference:
+        REFERENCE.write_text(json.dumps({**reference, f"layers-{args.layers}": recorded}, indent=2) + "\n")
+        print(f"  recorded output digests in {REFERENCE.name}")
+    if args.skip_mergekit:
+        return
 
     floor_time = results["floor (safetensors only)"][0]
     print("\nratios (targets: speed-up >= 1.5, RSS ratio <= 1.0, vs floor <= 1.5)")
