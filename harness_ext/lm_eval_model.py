@@ -2,8 +2,9 @@
 
     lm_eval --model merged_lm --model_args recipe=tiny-world --tasks gsm8k
 
-Answers whether merging keeps pure text reasoning. Any other --model_args (batch_size,
-max_length, device, ...) go to lm-eval's HFLM, which evaluates the in-memory model.
+Answers whether merging keeps pure text reasoning. device, device_map and max_memory place the
+model as transformers does (device_map=auto spreads a large one over GPUs); the other --model_args
+(batch_size, max_length, ...) go to lm-eval's HFLM, which evaluates the in-memory model.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from typing import Any
 import transformers as T
 from lm_eval.models.huggingface import HFLM
 
-from harness_ext.loading import build_merged_causal_lm, default_device
+from harness_ext.loading import Placement, build_merged_causal_lm
 from harness_ext.model_options import split_model_args
 from merge_models.plan import build_plan
 
 # HFLM arguments that make sense for an in-memory model.
 HFLM_OPTIONS = {"recipe": None, "batch_size": 1, "max_batch_size": 64, "max_length": None, "device": None,
-                "add_bos_token": None, "truncation": False, "quiet": True, "cache": True}
+                "add_bos_token": None, "truncation": False, "quiet": True, "cache": True, "device_map": None,
+                "max_memory": None}
+PLACEMENT = ("recipe", "quiet", "cache", "device", "device_map", "max_memory")
 
 
 class MergedLM(HFLM):
@@ -28,13 +31,12 @@ class MergedLM(HFLM):
     def __init__(self, **kwargs: Any) -> None:
         args = split_model_args(kwargs, HFLM_OPTIONS, "merged_lm")
         plan = build_plan(args.recipe)
-        model = build_merged_causal_lm(plan, quiet=args.options["quiet"])
+        placement = Placement.from_options(args.recipe.merge_device, args.options, None)
+        model = build_merged_causal_lm(plan, placement)
         tokenizer = T.AutoTokenizer.from_pretrained(plan.vlm.path, trust_remote_code=args.recipe.trust_remote_code)
         self.merge_record = {**plan.record(), "recipe_file": str(args.recipe_path), "overrides": args.overrides}
         plan.close()
-        hf_options = {k: v for k, v in args.options.items()
-                      if k not in ("recipe", "quiet", "cache") and v is not None}
-        hf_options.setdefault("device", default_device())
+        hf_options = {k: v for k, v in args.options.items() if k not in PLACEMENT and v is not None}
         super().__init__(pretrained=model, tokenizer=tokenizer, **hf_options)
 
     def get_model_info(self) -> dict[str, Any]:

@@ -1,4 +1,4 @@
-"""Runs a merge plan: each merged tensor streams through its method chunk by chunk."""
+"""Runs a merge plan: each merged tensor streams through its method tile by tile, on the merge device."""
 
 from __future__ import annotations
 
@@ -8,29 +8,71 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from merge_models.errors import RecipeError
 from merge_models.plan import MergePlan, TensorPlan
-from merge_models.streaming import CHUNK_ELEMENTS, ChunkBuffers, TensorStream
+from merge_models.scratch import release_scratch
+from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, single_threaded_torch, tile_elements
 
 
-def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first element, values in the output dtype) covering a merged tensor's flat data in order."""
+def resolve_merge_device(requested: str | None, model_device: str | int | torch.device | None = None) -> torch.device:
+    """Where merging runs: `requested` (the recipe's merge_device), else where the model will live
+    (a device name or GPU index), else the first CUDA device when there is one, else the CPU."""
+    if requested is None and model_device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(requested if requested is not None else model_device)
+    except (RuntimeError, TypeError):
+        raise RecipeError("merge_device", f"{requested or model_device!r} is not a device", "use cpu, cuda or cuda:N") \
+            from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RecipeError("merge_device", f"{device} was asked for but no CUDA device is available",
+                          "use merge_device=cpu, or run where a GPU is")
+    if device.type not in ("cpu", "cuda") and requested is None:
+        return torch.device("cpu")  # a model on another kind of device is merged for on the CPU
+    if device.type not in ("cpu", "cuda"):
+        raise RecipeError("merge_device", f"merging on {device.type} is not supported", "use cpu or cuda")
+    return device
+
+
+def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
+                  output: Callable[[int, torch.dtype], torch.Tensor] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
+    """(first element, values in the output dtype) covering a merged tensor's flat data in order, a
+    block of tiles at a time. Values go into `output(count, dtype)` (default: a buffer on the merge
+    device reused for every block), so each item is only valid until the next is taken."""
     assert entry.action == "merge" and entry.params is not None
     method = plan.method.impl
-    stream = TensorStream(plan, entry, buffers, method.chunked)
-    state = method.prepare(stream, entry.params)
-    for index, start, inputs, base in stream.chunks():
-        merged = method.combine(inputs, base, entry.params, state, index)
-        yield start, merged.reshape(-1).to(entry.out_dtype)
-    for start in range(stream.numel, entry.numel, CHUNK_ELEMENTS):  # rows beyond the shared vocabulary
-        yield start, plan.vlm.read(entry.name).reshape(-1)[start:start + CHUNK_ELEMENTS].to(entry.out_dtype)
+    output = output or buffers.output
+    stream = TensorStream(plan, entry, buffers, tile_elements(buffers.device, method.chunked, method.fixed_tiles))
+    with single_threaded_torch(buffers.device):
+        try:
+            state = method.prepare(stream, entry.params)
+            block, block_start, filled = None, 0, 0
+            for index, start, inputs, base in stream.chunks():
+                merged = method.combine(inputs, base, entry.params, state, index).reshape(-1)
+                if block is None:
+                    block, block_start = output(min(stream.block, stream.numel - start), entry.out_dtype), start
+                    filled = 0
+                block[filled:filled + merged.numel()].copy_(merged)  # converts to the output dtype
+                filled += merged.numel()
+                if filled == block.numel():
+                    yield block_start, block
+                    block = None
+        finally:
+            release_scratch()
+    source = plan.vlm.tensors[entry.name]
+    for start in range(stream.numel, entry.numel, READ_BLOCK):  # rows beyond the shared vocabulary
+        count = min(READ_BLOCK, entry.numel - start)
+        raw = plan.vlm.read_into(entry.name, start, torch.empty(count * itemsize(source.dtype), dtype=torch.uint8))
+        yield start, output(count, entry.out_dtype).copy_(raw.view(source.dtype))
 
 
-def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None) -> torch.Tensor:
-    """The merged value of one planned tensor, whole, in the output dtype."""
-    out = torch.empty(entry.shape, dtype=entry.out_dtype)
+def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None,
+                 device: torch.device | str = "cpu") -> torch.Tensor:
+    """The merged value of one planned tensor, whole, in the output dtype, on `device`."""
+    out = torch.empty(entry.shape, dtype=entry.out_dtype, device=device)
     flat = out.view(-1)
     for start, values in merged_chunks(plan, entry, buffers or ChunkBuffers()):
-        flat[start:start + values.numel()] = values
+        flat[start:start + values.numel()].copy_(values)
     return out
 
 
@@ -56,12 +98,13 @@ def iterate_groups(entries: list[TensorPlan], description: str, quiet: bool) -> 
             bar.update(1)
 
 
-def merge_into(plan: MergePlan, target: Callable[[TensorPlan], torch.Tensor], quiet: bool = True) -> int:
-    """Write every merged tensor into the tensor `target(entry)` returns (e.g. a model parameter), in place.
-
-    No second copy of the model is made: chunks go straight into the target. Returns the count merged.
+def merge_into(plan: MergePlan, target: Callable[[TensorPlan], torch.Tensor], quiet: bool = True,
+               device: torch.device | str = "cpu") -> int:
+    """Write every merged tensor into the tensor `target(entry)` returns (e.g. a model parameter, on
+    any device), in place, merging on `device`. No second copy of the model is made: tiles go
+    straight into the target. Returns the count merged.
     """
-    buffers = ChunkBuffers()
+    buffers = ChunkBuffers(device)
     count = 0
     with torch.no_grad():
         for entry in iterate_groups(plan.merged(), "merging", quiet):
@@ -72,9 +115,9 @@ def merge_into(plan: MergePlan, target: Callable[[TensorPlan], torch.Tensor], qu
     return count
 
 
-def merge_state_dict(plan: MergePlan, quiet: bool = True) -> dict[str, torch.Tensor]:
-    """The whole merged checkpoint as an in-memory state dict keyed by the VLM's tensor names."""
-    buffers = ChunkBuffers()
+def merge_state_dict(plan: MergePlan, quiet: bool = True, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """The whole merged checkpoint as an in-memory (CPU) state dict keyed by the VLM's tensor names."""
+    buffers = ChunkBuffers(device)
     state: dict[str, torch.Tensor] = {}
     for entry in iterate_groups(plan.tensors, "merging", quiet):
         state[entry.name] = (merge_tensor(plan, entry, buffers) if entry.action == "merge"

@@ -1,11 +1,20 @@
-"""Aligned float32 chunks of one planned tensor's inputs, read into reused buffers.
+"""Aligned float32 tiles of one planned tensor's inputs, on the merge device, read ahead on a thread.
 
-Working in fixed-size chunks keeps the arithmetic in cache-sized, reused memory: whole-tensor
-float32 temporaries of a large embedding cost more in page faults than in arithmetic.
+Working in tiles keeps the arithmetic in small, reused memory: on the CPU a tile's float32
+working set stays in cache, where whole-tensor temporaries of a large embedding would cost more
+in page faults and memory traffic than in arithmetic. A background thread reads the next block
+of tiles' raw bytes (pread, into page-locked memory when the merge device is an accelerator)
+while the current block is merged; each input is decoded to float32 once per tile, on the merge
+device. On the CPU, torch runs single-threaded meanwhile: with the reading and writing threads a
+two-core machine is busy, and per-operation thread hand-offs on small tiles cost more than they
+save (and stall whenever the machine is shared).
 """
 
 from __future__ import annotations
 
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import Iterator
 
 import torch
@@ -13,62 +22,182 @@ import torch
 from merge_models.checkpoint import Checkpoint
 from merge_models.plan import MergePlan, TensorPlan
 
-# Part of the engine's format: DARE masks are seeded per chunk of this many elements.
+# Part of the engine's format: DARE masks are seeded, and its l1 sums taken, per block of this many elements.
 CHUNK_ELEMENTS = 1 << 21
+# Tile sizes: a CPU tile's float32 inputs fit in cache; an accelerator's tiles amortise kernel launches.
+CPU_TILE = 1 << 18
+ACCELERATOR_TILE = 1 << 23
+# Reads (and writes) go by blocks of at least this many elements, to keep thread hand-offs few.
+READ_BLOCK = CHUNK_ELEMENTS
+# Reading sets: the block being merged and the one being read.
+READ_SETS = 2
+
+
+def tile_elements(device: torch.device, chunked: bool, fixed: bool) -> int | None:
+    """Elements per tile: the format's blocks for methods seeded per block (`fixed`), the whole
+    tensor for methods that need it (not `chunked`), else a size suited to the device."""
+    if not chunked:
+        return None
+    if fixed:
+        return CHUNK_ELEMENTS
+    return CPU_TILE if device.type == "cpu" else ACCELERATOR_TILE
 
 
 class ChunkBuffers:
-    """Raw and float32 buffers for each input, allocated once and reused for every tensor."""
+    """Memory reused for every tensor of a merge: host buffers that raw bytes are read into (one per
+    input and reading set, page-locked for an accelerator) and float32 buffers on the merge device."""
 
-    def __init__(self) -> None:
-        self.raw: list[torch.Tensor] = []
-        self.f32: list[torch.Tensor] = []
+    def __init__(self, device: torch.device | str = "cpu") -> None:
+        self.device = torch.device(device)
+        self.accelerated = self.device.type != "cpu"
+        self._raw: dict[tuple[int, int], torch.Tensor] = {}
+        self._staged: dict[int, torch.Tensor] = {}
+        self._f32: dict[int, torch.Tensor] = {}
+        self._output = torch.empty(0, dtype=torch.uint8, device=self.device)
 
-    def get(self, slot: int, count: int, itemsize: int) -> tuple[torch.Tensor, torch.Tensor]:
-        while len(self.raw) <= slot:
-            self.raw.append(torch.empty(0, dtype=torch.uint8))
-            self.f32.append(torch.empty(0))
-        if self.raw[slot].numel() < count * itemsize:
-            self.raw[slot] = torch.empty(max(count, CHUNK_ELEMENTS) * max(itemsize, 4), dtype=torch.uint8)
-        if self.f32[slot].numel() < count:
-            self.f32[slot] = torch.empty(max(count, CHUNK_ELEMENTS))
-        return self.raw[slot][: count * itemsize], self.f32[slot][:count]
+    def raw(self, read_set: int, slot: int, nbytes: int) -> torch.Tensor:
+        """A host uint8 buffer of `nbytes` for one input of one reading set."""
+        buffer = self._raw.get((read_set, slot))
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = torch.empty(max(nbytes, 4 * CPU_TILE), dtype=torch.uint8, pin_memory=self.accelerated)
+            self._raw[(read_set, slot)] = buffer
+        return buffer[:nbytes]
+
+    def staged(self, slot: int, nbytes: int) -> torch.Tensor:
+        """A uint8 buffer on the accelerator that raw bytes are copied into before decoding."""
+        buffer = self._staged.get(slot)
+        if buffer is None or buffer.numel() < nbytes:
+            buffer = self._staged[slot] = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        return buffer[:nbytes]
+
+    def output(self, count: int, dtype: torch.dtype) -> torch.Tensor:
+        """A buffer of `count` elements of `dtype` on the merge device for merged values."""
+        nbytes = count * itemsize(dtype)
+        if self._output.numel() < nbytes:
+            self._output = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        return self._output[:nbytes].view(dtype)
+
+    def f32(self, slot: int, count: int) -> torch.Tensor:
+        """A float32 buffer of `count` elements on the merge device."""
+        buffer = self._f32.get(slot)
+        if buffer is None or buffer.numel() < count:
+            buffer = self._f32[slot] = torch.empty(max(count, CPU_TILE), device=self.device)
+        return buffer[:count]
+
+
+def itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
+
+
+_threads_lock = threading.Lock()
+_threads_users = 0
+_threads_before = 0
+
+
+@contextmanager
+def single_threaded_torch(device: torch.device) -> Iterator[None]:
+    """Run torch's CPU operations on one thread while a CPU merge runs (concurrent merges share it)."""
+    global _threads_users, _threads_before
+    if device.type != "cpu":
+        yield
+        return
+    with _threads_lock:
+        if _threads_users == 0:
+            _threads_before = torch.get_num_threads()
+            torch.set_num_threads(1)
+        _threads_users += 1
+    try:
+        yield
+    finally:
+        with _threads_lock:
+            _threads_users -= 1
+            if _threads_users == 0:
+                torch.set_num_threads(_threads_before)
 
 
 class TensorStream:
-    """The inputs of one merged tensor (VLM, sources, base) as float32 chunks.
+    """The inputs of one merged tensor (VLM, sources, base) as float32 tiles on the merge device.
 
-    Chunked streams yield flat chunks of CHUNK_ELEMENTS; whole streams yield one chunk holding
-    each input in its own shape. Only the first `numel` elements merge (fewer with shared vocab
-    rows); yielded tensors are overwritten by the next chunk.
+    Tiled streams yield flat tiles of `tile` elements, read in blocks of `block`; whole streams
+    (tile None) yield one tile holding each input in its own shape. Only the first `numel`
+    elements merge (fewer with shared vocab rows); yielded tensors are overwritten by the next tile.
     """
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, chunked: bool) -> None:
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, tile: int | None) -> None:
         assert entry.canonical is not None
         self.sources: list[tuple[Checkpoint, str]] = [(plan.vlm, entry.name)]
         self.sources += [(s, s.canonical_map[entry.canonical]) for s in plan.sources]
-        self.base = (plan.base, plan.base.canonical_map[entry.canonical]) if plan.base else None
+        if plan.base:
+            self.sources.append((plan.base, plan.base.canonical_map[entry.canonical]))
+        self.has_base = plan.base is not None
         row = entry.numel // entry.shape[0] if entry.shape else 1
         self.numel = entry.rows * row if entry.rows is not None else entry.numel
         self.shape = (entry.rows, *entry.shape[1:]) if entry.rows is not None else entry.shape
         self.buffers = buffers
-        self.chunk = CHUNK_ELEMENTS if chunked else max(self.numel, 1)
-        self.chunked = chunked
+        self.device = buffers.device
+        self.tile = tile or max(self.numel, 1)
+        self.block = self.tile * max(READ_BLOCK // self.tile, 1)
+        self.whole = tile is None
 
     def chunks(self) -> Iterator[tuple[int, int, list[torch.Tensor], torch.Tensor | None]]:
-        """(chunk index, first element, input chunks, base chunk) in order."""
-        for index, start in enumerate(range(0, self.numel, self.chunk)):
-            count = min(self.chunk, self.numel - start)
-            inputs = [self._read(slot, c, name, start, count) for slot, (c, name) in enumerate(self.sources)]
-            base = self._read(len(self.sources), *self.base, start, count) if self.base else None
-            if not self.chunked:
-                inputs = [x.reshape(self.shape) for x in inputs]
-                base = base.reshape(self.shape) if base is not None else None
-            yield index, start, inputs, base
+        """(tile index, first element, input tiles, base tile) in order."""
+        blocks = list(range(0, self.numel, self.block))
+        copied: list[torch.cuda.Event | None] = [None] * READ_SETS
+        index = 0
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="merged-vlm-reader") as reader:
+            pending = reader.submit(self._read, 0, 0) if blocks else None
+            for number, block_start in enumerate(blocks):
+                raws = pending.result()
+                if number + 1 < len(blocks):
+                    following = (number + 1) % READ_SETS
+                    if copied[following] is not None:
+                        copied[following].synchronize()  # its bytes reached the accelerator
+                    pending = reader.submit(self._read, following, blocks[number + 1])
+                count = min(self.block, self.numel - block_start)
+                for offset in range(0, count, self.tile):
+                    tensors = self._decode(raws, offset, min(self.tile, count - offset))
+                    if self.buffers.accelerated:
+                        copied[number % READ_SETS] = torch.cuda.Event()
+                        copied[number % READ_SETS].record()
+                    yield index, block_start + offset, *self._split(tensors)
+                    index += 1
 
-    def _read(self, slot: int, checkpoint: Checkpoint, name: str, start: int, count: int) -> torch.Tensor:
-        dtype = checkpoint.tensors[name].dtype
-        itemsize = torch.empty((), dtype=dtype).element_size()
-        raw, f32 = self.buffers.get(slot, count, itemsize)
-        checkpoint.read_into(name, start, raw)
-        return f32.copy_(raw.view(dtype))
+    def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """Float32 inputs and base at `blocks` evenly spaced runs of `length` elements each."""
+        length = min(length, self.numel)
+        span = self.numel - length
+        starts = sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
+        values = []
+        for checkpoint, name in self.sources:
+            dtype = checkpoint.tensors[name].dtype
+            size = length * itemsize(dtype)
+            raw = torch.empty(len(starts) * size, dtype=torch.uint8)
+            for k, start in enumerate(starts):
+                checkpoint.read_into(name, start, raw[k * size:(k + 1) * size])
+            values.append(raw.view(dtype).to(self.device, torch.float32))
+        return self._split(values)
+
+    def _read(self, read_set: int, start: int) -> list[tuple[torch.Tensor, torch.dtype]]:
+        count = min(self.block, self.numel - start)
+        out = []
+        for slot, (checkpoint, name) in enumerate(self.sources):
+            dtype = checkpoint.tensors[name].dtype
+            raw = self.buffers.raw(read_set, slot, count * itemsize(dtype))
+            out.append((checkpoint.read_into(name, start, raw).view(dtype), dtype))
+        return out
+
+    def _decode(self, raws: list[tuple[torch.Tensor, torch.dtype]], offset: int, count: int) -> list[torch.Tensor]:
+        tensors = []
+        for slot, (typed, dtype) in enumerate(raws):
+            part = typed[offset:offset + count]
+            if self.buffers.accelerated:
+                staged = self.buffers.staged(slot, count * itemsize(dtype)).view(dtype)
+                part = staged.copy_(part, non_blocking=True)
+            f32 = self.buffers.f32(slot, count).copy_(part)
+            tensors.append(f32.reshape(self.shape) if self.whole else f32)
+        return tensors
+
+    def _split(self, tensors: list[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        if self.has_base:
+            return tensors[:-1], tensors[-1]
+        return tensors, None

@@ -12,6 +12,7 @@ from rich.table import Table
 from harness_ext.console import console, parse_assignments
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
+from merge_models.executor import resolve_merge_device
 from merge_models.methods.registry import NATIVE_METHODS
 from merge_models.output import write_checkpoint
 from merge_models.plan import build_plan, module_rows, plan_totals
@@ -61,15 +62,19 @@ def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
                                                                  "(default: the merge cache)."),
           force: bool = typer.Option(False, help="Replace --out if it exists."),
           quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
-    """Merge a recipe into a Hugging Face checkpoint directory (atomic: all or nothing)."""
+    """Merge a recipe into a Hugging Face checkpoint directory (atomic: all or nothing).
+
+    Merging runs on the recipe's `merge_device` (--set merge_device=cpu), else on a GPU when there is one.
+    """
     merge_plan = build_plan(load_recipe(recipe, parse_assignments(set_, "--set")))
+    device = resolve_merge_device(merge_plan.recipe.merge_device)
     if out is None:
-        path, hit = cached_checkpoint(merge_plan, quiet=quiet)
+        path, hit = cached_checkpoint(merge_plan, quiet=quiet, device=device)
         console.print(f"{'cache hit' if hit else 'merged'}: {path} (recipe hash {merge_plan.recipe_hash})")
         return
     if out.exists() and any(out.iterdir()) and not force:
         raise MergeError(f"--out: {out} exists and is not empty; pass --force to replace it")
-    publish(out, lambda temp: write_checkpoint(merge_plan, temp, quiet), replace=True)
+    publish(out, lambda temp: write_checkpoint(merge_plan, temp, quiet, device), replace=True)
     console.print(f"merged: {out} (recipe hash {merge_plan.recipe_hash})")
 
 

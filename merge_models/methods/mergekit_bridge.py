@@ -55,6 +55,7 @@ class MergekitMethod:
     """A mergekit method run on whole tensors (mergekit's methods may need the whole tensor)."""
 
     chunked = False
+    fixed_tiles = False
 
     def __init__(self, name: str, base_policy: str, specs: dict) -> None:
         self.name, self.base_policy, self.specs = name, base_policy, specs

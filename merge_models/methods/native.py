@@ -2,8 +2,10 @@
 
 Inputs are ordered: index 0 is the VLM's language tensor, then the reasoning sources.
 Task vectors are tau_i = theta_i - theta_base. A method first `prepare`s whatever needs the whole
-tensor (magnitude thresholds, norms), then `combine`s chunk by chunk; chunks of one tensor are
-combined in order with a fresh state.
+tensor (magnitude thresholds, norms) in streaming passes, then `combine`s tile by tile; tiles of
+one tensor are combined in order with a fresh state. Tiles live on the merge device; the same
+operations run on the CPU and on an accelerator, element by element in the same order, so both
+give the same bits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
-from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, rank_cut, topk_start
+from merge_models.methods.selection import select_magnitudes
+from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, topk_start
+from merge_models.scratch import scratch
 
 Chunks = Iterator[tuple[int, int, list[torch.Tensor], "torch.Tensor | None"]]
 
@@ -34,17 +38,25 @@ class TensorParams:
 
 
 class ChunkSource(Protocol):
-    """Float32 chunks of a tensor's inputs: (chunk index, start element, inputs, base)."""
+    """Float32 tiles of a tensor's inputs: (tile index, start element, inputs, base), and samples."""
 
     numel: int
+    device: torch.device
 
     def chunks(self) -> Chunks: ...
 
+    def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]: ...
+
 
 class Method(Protocol):
-    """How a merge method runs: whole-tensor preparation, then chunk-wise combination."""
+    """How a merge method runs: whole-tensor preparation, then tile-wise combination.
+
+    chunked: False when combine needs each whole tensor; fixed_tiles: True when tiles must be
+    the format's blocks of CHUNK_ELEMENTS (DARE's masks and l1 sums are per block).
+    """
 
     chunked: bool
+    fixed_tiles: bool
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any: ...
 
@@ -59,13 +71,14 @@ class Linear:
     """
 
     chunked = True
+    fixed_tiles = False
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> None:
         return None
 
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
                 chunk: int) -> torch.Tensor:
-        mixed = inputs[0] * p.weights[0]
+        mixed = torch.mul(inputs[0], p.weights[0], out=scratch("mixed", inputs[0]))
         for tensor, weight in zip(inputs[1:], p.weights[1:]):
             mixed.add_(tensor, alpha=weight)
         if p.normalize:
@@ -90,6 +103,10 @@ class TaskVectorMethod:
     elect_signs: bool
     chunked: bool = True
 
+    @property
+    def fixed_tiles(self) -> bool:
+        return self.sparsify == "dare"
+
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any:
         if self.sparsify in ("magnitude", "band"):
             return self._magnitude_cuts(source, p)
@@ -99,27 +116,29 @@ class TaskVectorMethod:
 
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: Any,
                 chunk: int) -> torch.Tensor:
-        """Merge one chunk; the input chunks are used as scratch space and overwritten."""
+        """Merge one tile; the input tiles are used as scratch space and overwritten."""
         assert base is not None, "task-vector methods need a base tensor"
         deltas = inputs
         for i, (delta, weight) in enumerate(zip(deltas, p.weights)):
             delta.sub_(base)
             self._sparsify_row(delta, i, p, state, chunk)
-            delta.mul_(weight)
-        mixed = deltas[0].clone()
+            if weight != 1.0:  # x * 1 == x exactly
+                delta.mul_(weight)
+        mixed = scratch("mixed", base).copy_(deltas[0]) if self.elect_signs else deltas[0]
         for delta in deltas[1:]:
             mixed.add_(delta)
         if self.elect_signs:
-            positive = mixed >= 0
+            sign = torch.ge(mixed, 0, out=scratch("sign", mixed)).mul_(2).sub_(1)  # +1: elected sign positive
             mixed.zero_()
-            divisor = torch.zeros_like(mixed) if p.normalize else None
+            divisor = scratch("divisor", mixed).zero_() if p.normalize else None
+            agree = scratch("agree", mixed)
             for delta, weight in zip(deltas, p.weights):
-                agree = torch.where(positive, delta > 0, delta < 0)
+                torch.mul(delta, sign, out=agree).gt_(0)  # 1.0 where delta has the elected sign
                 mixed.add_(delta.mul_(agree))
                 if divisor is not None:
                     divisor.add_(agree, alpha=weight)
             if divisor is not None:
-                mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
+                mixed.div_(divisor.add_(torch.eq(divisor, 0, out=agree)))  # no agreeing input: divide by 1
         elif p.normalize:
             total = float(sum(p.weights))
             mixed.div_(total if abs(total) >= 1e-8 else 1.0)
@@ -130,13 +149,13 @@ class TaskVectorMethod:
     def _sparsify_row(self, delta: torch.Tensor, i: int, p: TensorParams, state: Any, chunk: int) -> None:
         if self.sparsify in ("magnitude", "band"):
             lower, upper = state[i]
-            magnitude = delta.abs()
-            keep = lower.mask(magnitude)
+            magnitude = torch.abs(delta, out=scratch("magnitude", delta))
+            keep = lower.keep(magnitude, scratch("keep", delta))
             if upper is not None:
-                keep &= ~upper.mask(magnitude)
+                keep.sub_(upper.keep(magnitude, scratch("upper", delta)))  # upper's entries are lower's too
             delta.mul_(keep)
         elif self.sparsify == "dare" and p.densities[i] < 1:
-            delta.mul_(dare_keep(delta.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk)))
+            delta.mul_(dare_keep(delta.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk), scratch("keep", delta)))
             if p.rescale == "inverse_density":
                 delta.div_(p.densities[i])
             elif p.rescale == "l1":
@@ -144,29 +163,30 @@ class TaskVectorMethod:
 
     def _magnitude_cuts(self, source: ChunkSource, p: TensorParams) -> list[tuple[RankCut, RankCut | None]]:
         n = source.numel
-        magnitudes = [torch.empty(n) for _ in p.weights]
-        for _, start, inputs, base in source.chunks():
-            for buffer, tensor in zip(magnitudes, inputs):
-                torch.sub(tensor, base, out=buffer[start:start + tensor.numel()]).abs_()
-        cuts = []
-        for buffer, density in zip(magnitudes, p.densities):
+        ranks: list[tuple[int, int | None]] = []
+        for density in p.densities:
             if density >= 1:
-                cuts.append((rank_cut(buffer, 0), None))
+                ranks.append((0, None))
             elif self.sparsify == "magnitude":
-                cuts.append((rank_cut(buffer, topk_start(n, density)), None))
+                ranks.append((topk_start(n, density), None))
             else:
                 bottom, top = band_ranks(n, density, p.gamma)
-                cuts.append((rank_cut(buffer, bottom), rank_cut(buffer, top) if top < n else None))
-        return cuts
+                ranks.append((bottom, top if top < n else None))
+        wanted = [[r + 1 for r in pair if r is not None and 0 < r < n] for pair in ranks]
+        found = [dict(zip(ranks_i, values)) for ranks_i, values in zip(wanted, select_magnitudes(source, wanted))]
+        return [(RankCut.at(lower, n, found_i.get(lower + 1)),
+                 RankCut.at(upper, n, found_i.get(upper + 1)) if upper is not None else None)
+                for (lower, upper), found_i in zip(ranks, found)]
 
     def _l1_scales(self, source: ChunkSource, p: TensorParams) -> list[float]:
         before = [0.0] * len(p.weights)
         after = [0.0] * len(p.weights)
         for chunk, _, inputs, base in source.chunks():
             for i, tensor in enumerate(inputs):
-                magnitude = (tensor - base).abs_()
-                before[i] += float(magnitude.sum())
+                magnitude = torch.sub(tensor, base, out=scratch("magnitude", base)).abs_()
+                before[i] += float(magnitude.cpu().sum())  # summed on the CPU on every device: same bits
                 if p.densities[i] < 1:
-                    magnitude.mul_(dare_keep(magnitude.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk)))
-                after[i] += float(magnitude.sum())
+                    magnitude.mul_(dare_keep(magnitude.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk),
+                                             scratch("keep", magnitude)))
+                after[i] += float(magnitude.cpu().sum())
         return [b / a if b >= 1e-7 and a >= 1e-7 else 1.0 for b, a in zip(before, after)]
