@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 import transformers as T
 from lm_eval.models.huggingface import HFLM
 
@@ -31,7 +32,10 @@ class MergedLM(HFLM):
     def __init__(self, **kwargs: Any) -> None:
         args = split_model_args(kwargs, HFLM_OPTIONS, "merged_lm")
         plan = build_plan(args.recipe)
-        placement = Placement.from_options(args.recipe.merge_device, args.options, None)
+        options = dict(args.options)
+        if str(options.get("device") or "").startswith("cuda") and not torch.cuda.is_available():
+            options["device"] = None  # as HFLM does: lm_eval passes cuda:0 by default, CPU machines use the CPU
+        placement = Placement.from_options(args.recipe.merge_device, options, None)
         model = build_merged_causal_lm(plan, placement)
         tokenizer = T.AutoTokenizer.from_pretrained(plan.vlm.path, trust_remote_code=args.recipe.trust_remote_code)
         self.merge_record = {**plan.record(), "recipe_file": str(args.recipe_path), "overrides": args.overrides}

@@ -87,8 +87,9 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
         how, merged = ("cache hit", 0) if hit else ("merged into the cache", len(plan.merged()))
     else:
         path = plan.vlm.path
-        model = T.AutoModelForImageTextToText.from_pretrained(
-            path, state_dict=streamed_state_dict(plan, placement.merge_device), **load_kwargs)
+        config = T.AutoConfig.from_pretrained(path, trust_remote_code=plan.recipe.trust_remote_code)
+        model = from_streamed(T.AutoModelForImageTextToText, config, streamed_state_dict(plan, placement.merge_device),
+                              path, True, **load_kwargs)
         merged, how = len(plan.merged()), "merged in memory"
     processor = load_processor(plan, options)
     if options.get("save_merged"):
@@ -113,6 +114,26 @@ class PlannedTensor:
         if self.entry.action == "merge":
             return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
         return unchanged_tensor(self.plan, self.entry)
+
+
+def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTensor], path: Path,
+                  generation: bool, **kwargs: Any) -> T.PreTrainedModel:
+    """from_pretrained of `config` (the model at `path`) with every weight taken from `state_dict`, so
+    no weight file is read; generation settings from `path` when `generation`, else from the config."""
+    if kwargs.get("trust_remote_code") and auto_class.__name__ in (getattr(config, "auto_map", None) or {}):
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+        model_class = get_class_from_dynamic_module(config.auto_map[auto_class.__name__], str(path))
+    else:
+        from transformers.models.auto.auto_factory import _get_model_class  # what Auto*.from_config uses
+
+        model_class = _get_model_class(config, auto_class._model_mapping)
+    settings = None
+    if generation and (path / "generation_config.json").is_file():
+        settings = T.GenerationConfig.from_pretrained(path)
+    # transformers takes a state dict only without a model path (it would read the path's weights)
+    return model_class.from_pretrained(None, config=config, state_dict=state_dict, generation_config=settings,
+                                       **kwargs)
 
 
 def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:
@@ -177,7 +198,6 @@ def build_merged_causal_lm(plan: MergePlan, placement: Placement) -> T.PreTraine
     vlm_language = plan.vlm.canonical_map
     config.vocab_size = plan.vlm.tensors[vlm_language["model.embed_tokens.weight"]].shape[0]
     config.tie_word_embeddings = "lm_head.weight" not in vlm_language
-    model = T.AutoModelForCausalLM.from_pretrained(
-        plan.sources[0].path, config=config, dtype=plan.out_dtype,
-        state_dict=streamed_state_dict(plan, placement.merge_device, canonical=True), **placement.load_kwargs())
+    model = from_streamed(T.AutoModelForCausalLM, config, streamed_state_dict(plan, placement.merge_device, True),
+                          plan.sources[0].path, False, dtype=plan.out_dtype, **placement.load_kwargs())
     return model.eval()

@@ -66,8 +66,9 @@ def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
 
     Merging runs on the recipe's `merge_device` (--set merge_device=cpu), else on a GPU when there is one.
     """
-    merge_plan = build_plan(load_recipe(recipe, parse_assignments(set_, "--set")))
-    device = resolve_merge_device(merge_plan.recipe.merge_device)
+    parsed = load_recipe(recipe, parse_assignments(set_, "--set"))
+    device = resolve_merge_device(parsed.merge_device)
+    merge_plan = build_plan(parsed)
     if out is None:
         path, hit = cached_checkpoint(merge_plan, quiet=quiet, device=device)
         console.print(f"{'cache hit' if hit else 'merged'}: {path} (recipe hash {merge_plan.recipe_hash})")

@@ -108,9 +108,9 @@ def _windowed(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner |
     for q in queries:
         below_lo, equal_lo, equal_hi, below_hi = (int(c) for c in q.counts)
         inside = below_hi - below_lo - equal_lo
-        if q.filled != inside or inside > GATHER_LIMIT:
-            continue  # the window overflowed: left to the radix passes
-        if below_lo < q.rank <= below_lo + equal_lo:
+        if q.filled != inside or inside > GATHER_LIMIT or q.rank <= below_lo:
+            continue  # the window overflowed or missed the rank: left to the radix passes
+        if q.rank <= below_lo + equal_lo:
             q.result = q.lo, below_lo
         elif q.rank <= below_hi:
             gathered = scan.gathered(q)
