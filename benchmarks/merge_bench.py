@@ -7,9 +7,13 @@ VLM's language shards under a Qwen2 config (the same files, symlinked). Every co
 its own process, starting from a warm page cache; wall time and peak RSS (os.wait4) are measured.
 
     python benchmarks/merge_bench.py                 # full size, both methods
+    python benchmarks/merge_bench.py --layers 12     # the size the README reports (about 6 GB of inputs)
     python benchmarks/merge_bench.py --layers 4      # a quick look
+    python benchmarks/merge_bench.py --device cuda   # merged-vlm merges on the GPU (merge_device), mergekit --cuda
 
-Compute precision is the same everywhere: float32 arithmetic, bfloat16 output.
+Compute precision is the same everywhere: float32 arithmetic, bfloat16 output. Our outputs' tensor
+data are compared with digests recorded from the engine of commit be8bf1c (merge_bench_reference.json),
+and with mergekit's. The inputs are deleted at the end unless --keep-inputs.
 """
 
 from __future__ import annotations
@@ -159,11 +163,15 @@ def floor(dirs: dict[str, Path], out: Path) -> None:
         save_file(result, out / file, metadata={"format": "pt"})
 
 
-def recipes(dirs: dict[str, Path], method: str, work: Path) -> tuple[Path, Path]:
+TARGETS = {"task_arithmetic": 1.5, "ties": 2.5}  # time / floor on 2 cores
+RSS_TARGET = 1.5 * 2**30
+
+
+def recipes(dirs: dict[str, Path], method: str, work: Path, device: str) -> tuple[Path, Path]:
     density = {} if method in ("linear", "task_arithmetic") else {"density": 0.2}
     ours = {"vlm": {"model": str(dirs["vlm"]), "weight": 1.0, **density}, "base": str(dirs["base"]),
             "sources": [{"model": str(dirs["reasoning"]), "weight": 0.5, **density}], "method": method,
-            "exclude": [], "dtype": "bfloat16"}
+            "exclude": [], "dtype": "bfloat16", "merge_device": device}
     theirs = {"merge_method": method, "base_model": str(dirs["base"]), "dtype": "float32", "out_dtype": "bfloat16",
               "models": [{"model": str(dirs["vlm-as-llm"]), "parameters": {"weight": 1.0, **density}},
                          {"model": str(dirs["reasoning"]), "parameters": {"weight": 0.5, **density}}]}
@@ -193,8 +201,8 @@ def measure(command: list[str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss * 1024
 
 
-def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> float:
-    """Max abs difference over a few tensors of two merged checkpoints."""
+def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> tuple[float, float]:
+    """Max abs difference and the share of differing entries over a few tensors of two merged checkpoints."""
     def locate(folder: Path) -> dict[str, Path]:
         index = folder / "model.safetensors.index.json"
         if index.is_file():
@@ -203,11 +211,13 @@ def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> float:
             return {k: folder / "model.safetensors" for k in f.keys()}
     a, b = locate(ours), locate(theirs)
     names = [n for n in b if n in a][:: max(1, len(b) // samples)]
-    worst = 0.0
+    worst, differing, total = 0.0, 0, 0
     for name in names:
         with safe_open(str(a[name]), framework="pt") as fa, safe_open(str(b[name]), framework="pt") as fb:
-            worst = max(worst, float((fa.get_tensor(name).float() - fb.get_tensor(name).float()).abs().max()))
-    return worst
+            difference = (fa.get_tensor(name).float() - fb.get_tensor(name).float()).abs()
+        worst = max(worst, float(difference.max()))
+        differing, total = differing + int(torch.count_nonzero(difference)), total + difference.numel()
+    return worst, differing / max(total, 1)
 
 
 def _identity(digest: str, inputs_digest: str, expected: dict, method: str) -> str:
@@ -221,6 +231,8 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "merge")
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--methods", default="task_arithmetic,ties")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where merged-vlm merges (merge_device) and mergekit computes (--cuda)")
     parser.add_argument("--keep-inputs", action="store_true", help="leave the inputs in --work for the next run")
     parser.add_argument("--skip-mergekit", action="store_true", help="time merged-vlm and the floor only")
     parser.add_argument("--record-reference", action="store_true",
@@ -258,19 +270,22 @@ def main() -> None:
     recorded = {"inputs": inputs_digest, **expected}
     run("floor (safetensors only)", [env_python, __file__, "--work", str(args.work), "--floor-only",
                                       str(out / "floor")], out / "floor")
+    agreement: dict[str, str] = {}
     for method in args.methods.split(","):
-        ours_recipe, theirs_recipe = recipes(dirs, method, args.work)
+        ours_recipe, theirs_recipe = recipes(dirs, method, args.work, args.device)
         run(f"merged-vlm {method}", [env_python, "-m", "harness_ext.cli", "merge", str(ours_recipe), "--out",
                                      str(out / f"ours-{method}"), "--force", "--quiet"], out / f"ours-{method}")
         recorded[method] = data_digest(out / f"ours-{method}")
-        print(f"  {'':28s} output {_identity(recorded[method], inputs_digest, expected, method)}", flush=True)
-        if args.skip_mergekit:
-            continue
-        run(f"mergekit {method}", [mergekit_yaml, str(theirs_recipe), str(out / f"mk-{method}"), "--quiet",
-                                   "--no-copy-tokenizer", "--no-write-model-card"], out / f"mk-{method}")
-        if method == "task_arithmetic":
-            diff = compare_outputs(out / f"ours-{method}", out / f"mk-{method}")
-            print(f"  outputs agree: max abs difference {diff:.2e} on sampled tensors (bf16 output)")
+        agreement[method] = _identity(recorded[method], inputs_digest, expected, method)
+        print(f"  {'':28s} output {agreement[method]}", flush=True)
+        if not args.skip_mergekit:
+            run(f"mergekit {method}", [mergekit_yaml, str(theirs_recipe), str(out / f"mk-{method}"), "--quiet",
+                                       "--no-copy-tokenizer", "--no-write-model-card"]
+                + (["--cuda"] if args.device == "cuda" else []), out / f"mk-{method}")
+            if not method.startswith("dare"):  # DARE draws its own random masks
+                worst, share = compare_outputs(out / f"ours-{method}", out / f"mk-{method}")
+                print(f"  {'':28s} vs mergekit: max abs difference {worst:.2e}, {share:.2e} of sampled "
+                      "entries differ (bf16 output)", flush=True)
         for label in (f"ours-{method}", f"mk-{method}"):
             shutil.rmtree(out / label, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
@@ -279,16 +294,20 @@ def main() -> None:
     if args.record_reference:
         REFERENCE.write_text(json.dumps({**reference, f"layers-{args.layers}": recorded}, indent=2) + "\n")
         print(f"  recorded output digests in {REFERENCE.name}")
-    if args.skip_mergekit:
-        return
 
     floor_time = results["floor (safetensors only)"][0]
-    print("\nratios (targets: speed-up >= 1.5, RSS ratio <= 1.0, vs floor <= 1.5)")
+    print(f"\nsummary ({args.layers} layers, merge device {args.device}; targets on 2 cores: time/floor "
+          f"{', '.join(f'{m} <= {t}' for m, t in TARGETS.items())}; peak RSS <= {RSS_TARGET / 2**30:.1f} GiB)")
+    print("| method | merged-vlm | mergekit | floor | ours / floor | ours vs mergekit | peak RSS ours / mergekit "
+          "| output vs reference |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for method in args.methods.split(","):
         ours_t, ours_rss = results[f"merged-vlm {method}"]
-        mk_t, mk_rss = results[f"mergekit {method}"]
-        print(f"  {method:16s} speed-up vs mergekit {mk_t / ours_t:5.2f}x   peak RSS ours/mergekit "
-              f"{ours_rss / mk_rss:5.2f}   time ours/floor {ours_t / floor_time:5.2f}x")
+        mk_t, mk_rss = results.get(f"mergekit {method}", (float("nan"), 0))
+        target = f" (target {TARGETS[method]})" if method in TARGETS else ""
+        print(f"| {method} | {ours_t:.1f} s | {mk_t:.1f} s | {floor_time:.1f} s | {ours_t / floor_time:.2f}x{target} | "
+              f"{mk_t / ours_t:.2f}x faster | {ours_rss / 2**30:.2f} / {mk_rss / 2**30:.2f} GiB | "
+              f"{agreement[method]} |")
 
 
 if __name__ == "__main__":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 import torch
@@ -12,6 +14,10 @@ from merge_models.errors import RecipeError
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.scratch import release_scratch
 from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, single_threaded_torch, tile_elements
+
+
+# CPU merges combine this many tiles at once, one per thread.
+CPU_WORKERS = 2
 
 
 def resolve_merge_device(requested: str | None, model_device: str | int | torch.device | None = None) -> torch.device:
@@ -38,7 +44,11 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
                   output: Callable[[int, torch.dtype], torch.Tensor] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
     """(first element, values in the output dtype) covering a merged tensor's flat data in order, a
     block of tiles at a time. Values go into `output(count, dtype)` (default: a buffer on the merge
-    device reused for every block), so each item is only valid until the next is taken."""
+    device reused for every block), so each item is only valid until the next is taken.
+
+    On the CPU, tiles that the method may combine in any order are combined two at a time, on two
+    threads (torch itself running single-threaded meanwhile).
+    """
     assert entry.action == "merge" and entry.params is not None
     method = plan.method.impl
     output = output or buffers.output
@@ -46,17 +56,8 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
     with single_threaded_torch(buffers.device):
         try:
             state = method.prepare(stream, entry.params)
-            block, block_start, filled = None, 0, 0
-            for index, start, inputs, base in stream.chunks():
-                merged = method.combine(inputs, base, entry.params, state, index).reshape(-1)
-                if block is None:
-                    block, block_start = output(min(stream.block, stream.numel - start), entry.out_dtype), start
-                    filled = 0
-                block[filled:filled + merged.numel()].copy_(merged)  # converts to the output dtype
-                filled += merged.numel()
-                if filled == block.numel():
-                    yield block_start, block
-                    block = None
+            workers = CPU_WORKERS if buffers.device.type == "cpu" and method.any_order(state) else 1
+            yield from _combined_blocks(method, entry, stream, state, output, workers)
         finally:
             release_scratch()
     source = plan.vlm.tensors[entry.name]
@@ -64,6 +65,36 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
         count = min(READ_BLOCK, entry.numel - start)
         raw = plan.vlm.read_into(entry.name, start, torch.empty(count * itemsize(source.dtype), dtype=torch.uint8))
         yield start, output(count, entry.out_dtype).copy_(raw.view(source.dtype))
+
+
+def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, output, workers: int
+                     ) -> Iterator[tuple[int, torch.Tensor]]:
+    """The stream's tiles combined into blocks of output, `workers` tiles at a time."""
+
+    def combine(index: int, inputs: list[torch.Tensor], base: torch.Tensor | None, into: torch.Tensor) -> None:
+        into.copy_(method.combine(inputs, base, entry.params, state, index).reshape(-1))  # to the output dtype
+
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merged-vlm-combine") if workers > 1 else None
+    try:
+        block, block_start, pending = None, 0, deque()
+        for index, start, inputs, base in stream.chunks():
+            if block is None:
+                block, block_start = output(min(stream.block, stream.numel - start), entry.out_dtype), start
+            into = block[start - block_start:start - block_start + inputs[0].numel()]
+            if pool is None:
+                combine(index, inputs, base, into)
+            else:
+                pending.append(pool.submit(combine, index, inputs, base, into))  # its scratch: per thread
+                while len(pending) >= workers:  # the oldest tile's buffers are decoded into next
+                    pending.popleft().result()
+            if start - block_start + inputs[0].numel() == block.numel():
+                while pending:
+                    pending.popleft().result()
+                yield block_start, block
+                block = None
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True)
 
 
 def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None,

@@ -28,3 +28,4 @@ def scratch(purpose: str, like: torch.Tensor) -> torch.Tensor:
 def release_scratch() -> None:
     """Free this thread's scratch tensors."""
     _local.__dict__.pop("buffers", None)
+

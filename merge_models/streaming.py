@@ -31,6 +31,9 @@ ACCELERATOR_TILE = 1 << 23
 READ_BLOCK = CHUNK_ELEMENTS
 # Reading sets: the block being merged and the one being read.
 READ_SETS = 2
+# A tensor whose float32 inputs fit in this many bytes is read once even when its method makes
+# several passes (TIES, Breadcrumbs, DARE-l1): the first pass keeps the decoded tiles for the rest.
+HOLD_BYTES = 384 * 2**20
 
 
 def tile_elements(device: torch.device, chunked: bool, fixed: bool) -> int | None:
@@ -53,6 +56,7 @@ class ChunkBuffers:
         self._raw: dict[tuple[int, int], torch.Tensor] = {}
         self._staged: dict[int, torch.Tensor] = {}
         self._f32: dict[int, torch.Tensor] = {}
+        self._held: dict[int, torch.Tensor] = {}
         self._output = torch.empty(0, dtype=torch.uint8, device=self.device)
 
     def raw(self, read_set: int, slot: int, nbytes: int) -> torch.Tensor:
@@ -77,11 +81,20 @@ class ChunkBuffers:
             self._output = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
         return self._output[:nbytes].view(dtype)
 
-    def f32(self, slot: int, count: int) -> torch.Tensor:
-        """A float32 buffer of `count` elements on the merge device."""
-        buffer = self._f32.get(slot)
+    def held(self, slot: int, count: int) -> torch.Tensor:
+        """A float32 buffer of `count` elements on the merge device holding one input of a whole tensor."""
+        buffer = self._held.get(slot)
         if buffer is None or buffer.numel() < count:
-            buffer = self._f32[slot] = torch.empty(max(count, CPU_TILE), device=self.device)
+            buffer = self._held[slot] = torch.empty(count, device=self.device)
+        return buffer[:count]
+
+    def f32(self, slot: int, count: int, parity: int = 0) -> torch.Tensor:
+        """A float32 buffer of `count` elements on the merge device, one of two (by `parity`), so a
+        tile stays valid while the next one is decoded."""
+        key = 2 * slot + parity
+        buffer = self._f32.get(key)
+        if buffer is None or buffer.numel() < count:
+            buffer = self._f32[key] = torch.empty(max(count, CPU_TILE), device=self.device)
         return buffer[:count]
 
 
@@ -120,7 +133,8 @@ class TensorStream:
 
     Tiled streams yield flat tiles of `tile` elements, read in blocks of `block`; whole streams
     (tile None) yield one tile holding each input in its own shape. Only the first `numel`
-    elements merge (fewer with shared vocab rows); yielded tensors are overwritten by the next tile.
+    elements merge (fewer with shared vocab rows); yielded tensors stay valid while the next tile
+    is decoded and are overwritten by the one after.
     """
 
     def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, tile: int | None) -> None:
@@ -138,9 +152,22 @@ class TensorStream:
         self.tile = tile or max(self.numel, 1)
         self.block = self.tile * max(READ_BLOCK // self.tile, 1)
         self.whole = tile is None
+        self._held_tiles: list[tuple[int, int, list[torch.Tensor]]] | None = None
 
-    def chunks(self) -> Iterator[tuple[int, int, list[torch.Tensor], torch.Tensor | None]]:
-        """(tile index, first element, input tiles, base tile) in order."""
+    def chunks(self, hold: bool = False) -> Iterator[tuple[int, int, list[torch.Tensor], torch.Tensor | None]]:
+        """(tile index, first element, input tiles, base tile) in order.
+
+        A pass with `hold` (one more will follow) keeps the decoded tiles when they fit HOLD_BYTES,
+        and later passes yield those instead of reading again; only the last pass may change the
+        tiles it is given.
+        """
+        if self._held_tiles is not None:
+            tiles = self._held_tiles
+            self._held_tiles = tiles if hold else None
+            yield from ((i, start, *self._split(tensors)) for i, start, tensors in tiles)
+            return
+        keep = hold and not self.whole and self.numel * len(self.sources) * 4 <= HOLD_BYTES
+        held: list[tuple[int, int, list[torch.Tensor]]] = []
         blocks = list(range(0, self.numel, self.block))
         copied: list[torch.cuda.Event | None] = [None] * READ_SETS
         index = 0
@@ -155,12 +182,18 @@ class TensorStream:
                     pending = reader.submit(self._read, following, blocks[number + 1])
                 count = min(self.block, self.numel - block_start)
                 for offset in range(0, count, self.tile):
-                    tensors = self._decode(raws, offset, min(self.tile, count - offset))
+                    start = block_start + offset
+                    tensors = self._decode(raws, offset, min(self.tile, count - offset), index % 2,
+                                           start if keep else None)
                     if self.buffers.accelerated:
                         copied[number % READ_SETS] = torch.cuda.Event()
                         copied[number % READ_SETS].record()
-                    yield index, block_start + offset, *self._split(tensors)
+                    if keep:
+                        held.append((index, start, tensors))
+                    yield index, start, *self._split(tensors)
                     index += 1
+        if keep:
+            self._held_tiles = held
 
     def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Float32 inputs and base at `blocks` evenly spaced runs of `length` elements each."""
@@ -186,14 +219,19 @@ class TensorStream:
             out.append((checkpoint.read_into(name, start, raw).view(dtype), dtype))
         return out
 
-    def _decode(self, raws: list[tuple[torch.Tensor, torch.dtype]], offset: int, count: int) -> list[torch.Tensor]:
+    def _decode(self, raws: list[tuple[torch.Tensor, torch.dtype]], offset: int, count: int, parity: int,
+                held_at: int | None) -> list[torch.Tensor]:
         tensors = []
         for slot, (typed, dtype) in enumerate(raws):
             part = typed[offset:offset + count]
             if self.buffers.accelerated:
                 staged = self.buffers.staged(slot, count * itemsize(dtype)).view(dtype)
                 part = staged.copy_(part, non_blocking=True)
-            f32 = self.buffers.f32(slot, count).copy_(part)
+            if held_at is None:
+                target = self.buffers.f32(slot, count, parity)
+            else:
+                target = self.buffers.held(slot, self.numel)[held_at:held_at + count]
+            f32 = target.copy_(part)
             tensors.append(f32.reshape(self.shape) if self.whole else f32)
         return tensors
 

@@ -92,7 +92,7 @@ class InMemorySource:
     def __init__(self, inputs: list[torch.Tensor], base: torch.Tensor, chunk: int) -> None:
         self.inputs, self.base, self.chunk, self.numel = inputs, base, chunk, base.numel()
 
-    def chunks(self):
+    def chunks(self, hold: bool = False):
         for index, start in enumerate(range(0, self.numel, self.chunk)):
             stop = start + self.chunk
             yield index, start, [x[start:stop].clone() for x in self.inputs], self.base[start:stop].clone()
@@ -173,7 +173,11 @@ def streamed_keep(magnitude: torch.Tensor, rank: int, tile: int, scanner) -> tor
     source = InMemorySource([magnitude], torch.zeros(n), tile)
     found = select_magnitudes(source, [[rank + 1]], scanner)[0][0] if 0 < rank < n else None
     cut = RankCut.at(rank, n, found)
-    return torch.cat([cut.keep(x[0], torch.empty(x[0].numel())) for _, _, x, _ in source.chunks()])
+    tiles = list(source.chunks())
+    if cut.any_order:  # then each tile is cut on its own: go backwards to prove it
+        kept = {i: cut.keep(x[0], torch.empty(x[0].numel()), i) for i, _, x, _ in reversed(tiles)}
+        return torch.cat([kept[i] for i in sorted(kept)])
+    return torch.cat([cut.keep(x[0], torch.empty(x[0].numel()), i) for i, _, x, _ in tiles])
 
 
 def _magnitudes(kind: str, n: int) -> torch.Tensor:

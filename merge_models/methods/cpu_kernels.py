@@ -9,18 +9,28 @@ runs on other devices and serves as their test oracle. Compiled on first use and
 
 from __future__ import annotations
 
+from typing import Callable
+
 import numpy as np
 from numba import njit
 
 
-@njit(cache=True, nogil=True)
+def compiled(function: Callable) -> Callable:
+    """`function` compiled without the GIL, cached on disk when numba finds a writable place for it."""
+    try:
+        return njit(cache=True, nogil=True)(function)
+    except RuntimeError:  # no writable cache directory (read-only install, no home): compile each run
+        return njit(cache=False, nogil=True)(function)
+
+
+@compiled
 def magnitudes(x: np.ndarray, base: np.ndarray, out: np.ndarray) -> None:
     """out = |x - base|, elementwise, in float32."""
     for j in range(x.shape[0]):
         out[j] = abs(x[j] - base[j])
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def window_scan(magnitude: np.ndarray, lo: np.float32, hi: np.float32, counts: np.ndarray,
                 gathered: np.ndarray, filled: int) -> int:
     """Count magnitudes below `lo`, equal to `lo`, equal to `hi` and below `hi` (into counts[0..3])
@@ -58,14 +68,14 @@ def window_scan(magnitude: np.ndarray, lo: np.float32, hi: np.float32, counts: n
     return filled
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def histogram_top(bits: np.ndarray, counts: np.ndarray) -> None:
     """counts[k] += number of entries whose bit pattern's top 16 bits are k."""
     for j in range(bits.shape[0]):
         counts[bits[j] >> 16] += 1
 
 
-@njit(cache=True, nogil=True)
+@compiled
 def histogram_low(bits: np.ndarray, bucket: int, counts: np.ndarray) -> None:
     """counts[k] += number of entries whose top 16 bits are `bucket` and low 16 bits are k."""
     for j in range(bits.shape[0]):

@@ -63,6 +63,9 @@ class MergekitMethod:
     def prepare(self, source, p: TensorParams) -> None:
         return None
 
+    def any_order(self, state: None) -> bool:
+        return False  # one tile: the whole tensor
+
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
                 chunk: int) -> torch.Tensor:
         from mergekit.merge_methods.api import merge_tensors

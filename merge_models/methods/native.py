@@ -38,12 +38,15 @@ class TensorParams:
 
 
 class ChunkSource(Protocol):
-    """Float32 tiles of a tensor's inputs: (tile index, start element, inputs, base), and samples."""
+    """Float32 tiles of a tensor's inputs: (tile index, start element, inputs, base), and samples.
+
+    `prepare` passes ask with hold=True: another pass follows, so the tiles may be kept in memory.
+    """
 
     numel: int
     device: torch.device
 
-    def chunks(self) -> Chunks: ...
+    def chunks(self, hold: bool = False) -> Chunks: ...
 
     def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]: ...
 
@@ -52,11 +55,14 @@ class Method(Protocol):
     """How a merge method runs: whole-tensor preparation, then tile-wise combination.
 
     chunked: False when combine needs each whole tensor; fixed_tiles: True when tiles must be
-    the format's blocks of CHUNK_ELEMENTS (DARE's masks and l1 sums are per block).
+    the format's blocks of CHUNK_ELEMENTS (DARE's masks and l1 sums are per block); any_order:
+    whether, given what `prepare` found, tiles may be combined in any order (or concurrently).
     """
 
     chunked: bool
     fixed_tiles: bool
+
+    def any_order(self, state: Any) -> bool: ...
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any: ...
 
@@ -75,6 +81,9 @@ class Linear:
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> None:
         return None
+
+    def any_order(self, state: None) -> bool:
+        return True
 
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
                 chunk: int) -> torch.Tensor:
@@ -114,6 +123,11 @@ class TaskVectorMethod:
             return self._l1_scales(source, p)
         return None
 
+    def any_order(self, state: Any) -> bool:
+        if self.sparsify in ("magnitude", "band"):
+            return all(cut.any_order for cuts in state for cut in cuts if cut is not None)
+        return True
+
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: Any,
                 chunk: int) -> torch.Tensor:
         """Merge one tile; the input tiles are used as scratch space and overwritten."""
@@ -150,9 +164,9 @@ class TaskVectorMethod:
         if self.sparsify in ("magnitude", "band"):
             lower, upper = state[i]
             magnitude = torch.abs(delta, out=scratch("magnitude", delta))
-            keep = lower.keep(magnitude, scratch("keep", delta))
+            keep = lower.keep(magnitude, scratch("keep", delta), chunk)
             if upper is not None:
-                keep.sub_(upper.keep(magnitude, scratch("upper", delta)))  # upper's entries are lower's too
+                keep.sub_(upper.keep(magnitude, scratch("upper", delta), chunk))  # upper's entries are lower's too
             delta.mul_(keep)
         elif self.sparsify == "dare" and p.densities[i] < 1:
             delta.mul_(dare_keep(delta.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk), scratch("keep", delta)))
@@ -172,7 +186,7 @@ class TaskVectorMethod:
             else:
                 bottom, top = band_ranks(n, density, p.gamma)
                 ranks.append((bottom, top if top < n else None))
-        wanted = [[r + 1 for r in pair if r is not None and 0 < r < n] for pair in ranks]
+        wanted = [[r + 1 for r in pair if r is not None and 0 < r < n] for pair in ranks]  # 1-based
         found = [dict(zip(ranks_i, values)) for ranks_i, values in zip(wanted, select_magnitudes(source, wanted))]
         return [(RankCut.at(lower, n, found_i.get(lower + 1)),
                  RankCut.at(upper, n, found_i.get(upper + 1)) if upper is not None else None)
@@ -181,7 +195,7 @@ class TaskVectorMethod:
     def _l1_scales(self, source: ChunkSource, p: TensorParams) -> list[float]:
         before = [0.0] * len(p.weights)
         after = [0.0] * len(p.weights)
-        for chunk, _, inputs, base in source.chunks():
+        for chunk, _, inputs, base in source.chunks(hold=True):
             for i, tensor in enumerate(inputs):
                 magnitude = torch.sub(tensor, base, out=scratch("magnitude", base)).abs_()
                 before[i] += float(magnitude.cpu().sum())  # summed on the CPU on every device: same bits

@@ -9,13 +9,18 @@ which settles the rank exactly whenever it falls in the window. Otherwise two ra
 it: counts of the top 16 bits of the float32 bit pattern (ordered like the non-negative values),
 then of the low 16 bits inside the chosen bucket. On the CPU the scans are compiled loops
 (merge_models.methods.cpu_kernels); elsewhere they are torch operations on the merge device.
+
+Along with each value comes, when the pass that settled it could tell, how many entries equal to
+it each tile is preceded by: with it, every tile knows on its own which of its tied entries the
+cut keeps, so tiles can be combined in any order (or at once).
 """
 
 from __future__ import annotations
 
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Iterator, Protocol
+from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
@@ -32,7 +37,7 @@ class MagnitudeSource(Protocol):
     numel: int
     device: torch.device
 
-    def chunks(self) -> Iterator[tuple[int, int, list[torch.Tensor], torch.Tensor | None]]: ...
+    def chunks(self, hold: bool = False) -> Iterator[tuple[int, int, list[torch.Tensor], torch.Tensor | None]]: ...
 
     def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]: ...
 
@@ -51,13 +56,15 @@ class Query:
     bucket: int = 0
     below_bucket: int = 0
     histogram: Any = None
-    result: tuple[float, int] | None = None
+    after_tile: list[tuple[int, int, int]] = field(default_factory=list)  # (== lo, == hi, gathered) so far
+    result: tuple[float, int, list[int] | None] | None = None
 
 
-def select_magnitudes(source: MagnitudeSource, wanted: list[list[int]],
-                      scanner: "CpuScanner | TorchScanner | None" = None) -> list[list[tuple[float, int]]]:
+def select_magnitudes(source: MagnitudeSource, wanted: list[list[int]], scanner: "CpuScanner | TorchScanner | None"
+                      = None) -> list[list[tuple[float, int, list[int] | None]]]:
     """For input i and each 1-based rank r in wanted[i] (1 <= r <= numel): the r-th smallest
-    |x_i - base| over the whole tensor and the number of entries strictly below it.
+    |x_i - base| over the whole tensor, the number of entries strictly below it, and for each tile
+    the number of entries equal to it in the tiles before (None when not known).
 
     `scanner` defaults to the compiled loops on the CPU and torch operations elsewhere.
     """
@@ -77,14 +84,23 @@ def select_magnitudes(source: MagnitudeSource, wanted: list[list[int]],
 def _direct(source: MagnitudeSource, queries: list[Query]) -> None:
     needed = sorted({q.input for q in queries})
     whole: dict[int, torch.Tensor] = {}
-    for _, start, inputs, base in source.chunks():
+    tiles = []
+    for _, start, inputs, base in source.chunks(hold=True):
+        tiles.append((start, base.numel()))
         for i in needed:
             if i not in whole:
                 whole[i] = torch.empty(source.numel, device=inputs[i].device)
             torch.sub(inputs[i].reshape(-1), base.reshape(-1), out=whole[i][start:start + inputs[i].numel()]).abs_()
     for q in queries:
-        value = torch.kthvalue(whole[q.input], q.rank).values
-        q.result = float(value), int(torch.count_nonzero(whole[q.input] < value))
+        magnitude = whole[q.input]
+        value = torch.kthvalue(magnitude, q.rank).values
+        equal = [int(torch.count_nonzero(magnitude[start:start + count] == value)) for start, count in tiles]
+        q.result = float(value), int(torch.count_nonzero(magnitude < value)), _before(equal)
+
+
+def _before(per_tile: list[int]) -> list[int]:
+    """Exclusive running sums: for each tile, the total of the tiles before it."""
+    return [int(total) for total in np.concatenate([[0], np.cumsum(per_tile)[:-1]])] if per_tile else []
 
 
 def _windowed(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner | TorchScanner") -> None:
@@ -100,53 +116,74 @@ def _windowed(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner |
         q.hi = float(sample[min(max(int(math.ceil(share * size + margin)), 0), size - 1)])
         if not q.hi > q.lo:
             q.hi = float(np.nextafter(np.float32(q.lo), np.float32(np.inf)))
-    for _, _, inputs, base in source.chunks():
-        for i in sorted({q.input for q in queries}):
-            magnitude = scan.magnitudes(inputs[i], base)
-            for q in (q for q in queries if q.input == i):
-                scan.window(magnitude, q)
+    def window(i: int, inputs: list[torch.Tensor], base: torch.Tensor) -> None:
+        magnitude = scan.magnitudes(inputs[i], base, i)
+        for q in (q for q in queries if q.input == i):
+            scan.window(magnitude, q)
+            q.after_tile.append((int(q.counts[1]), int(q.counts[2]), q.filled))
+
+    _each_tile_and_input(source, scan, sorted({q.input for q in queries}), window)
     for q in queries:
         below_lo, equal_lo, equal_hi, below_hi = (int(c) for c in q.counts)
         inside = below_hi - below_lo - equal_lo
         if q.filled != inside or inside > GATHER_LIMIT or q.rank <= below_lo:
             continue  # the window overflowed or missed the rank: left to the radix passes
+        so_far = np.array([(0, 0, 0)] + q.after_tile)
         if q.rank <= below_lo + equal_lo:
-            q.result = q.lo, below_lo
+            q.result = q.lo, below_lo, [int(c) for c in so_far[:-1, 0]]
         elif q.rank <= below_hi:
             gathered = scan.gathered(q)
             value = torch.kthvalue(gathered, q.rank - below_lo - equal_lo).values
-            q.result = float(value), below_lo + equal_lo + int(torch.count_nonzero(gathered < value))
+            equal = [int(torch.count_nonzero(gathered[a:b] == value)) for a, b in zip(so_far[:-1, 2], so_far[1:, 2])]
+            q.result = float(value), below_lo + equal_lo + int(torch.count_nonzero(gathered < value)), _before(equal)
         elif q.rank <= below_hi + equal_hi:
-            q.result = q.hi, below_hi
+            q.result = q.hi, below_hi, [int(c) for c in so_far[:-1, 1]]
 
 
 def _radix(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner | TorchScanner") -> None:
     tops = {i: scan.counter() for i in {q.input for q in queries}}
-    for _, _, inputs, base in source.chunks():
-        for i, counts in tops.items():
-            scan.histogram_top(scan.magnitudes(inputs[i], base), counts)
+    _each_tile_and_input(source, scan, sorted(tops), lambda i, inputs, base: scan.histogram_top(
+        scan.magnitudes(inputs[i], base, i), tops[i]))
     for q in queries:
         cumulative = np.cumsum(scan.numpy(tops[q.input]))
         q.bucket = int(np.searchsorted(cumulative, q.rank))
         q.below_bucket = int(cumulative[q.bucket - 1]) if q.bucket else 0
         q.histogram = scan.counter()
-    for _, _, inputs, base in source.chunks():
-        for i in {q.input for q in queries}:
-            magnitude = scan.magnitudes(inputs[i], base)
-            for q in (q for q in queries if q.input == i):
-                scan.histogram_low(magnitude, q.bucket, q.histogram)
+    def low(i: int, inputs: list[torch.Tensor], base: torch.Tensor) -> None:
+        magnitude = scan.magnitudes(inputs[i], base, i)
+        for q in (q for q in queries if q.input == i):
+            scan.histogram_low(magnitude, q.bucket, q.histogram)
+
+    _each_tile_and_input(source, scan, sorted(tops), low)
     for q in queries:
         cumulative = q.below_bucket + np.cumsum(scan.numpy(q.histogram))
         low = int(np.searchsorted(cumulative, q.rank))
         bits = np.array([(q.bucket << 16) | low], dtype=np.int32)
         below = int(cumulative[low - 1]) if low else q.below_bucket
-        q.result = float(bits.view(np.float32)[0]), below
+        q.result = float(bits.view(np.float32)[0]), below, None  # ties are then placed tile by tile, in order
+
+
+def _each_tile_and_input(source: MagnitudeSource, scan: "CpuScanner | TorchScanner", inputs: list[int],
+                         work: Callable[[int, list[torch.Tensor], torch.Tensor], None]) -> None:
+    """One pass: work(input index, input tiles, base tile) for every tile and input, the inputs of a
+    tile at once on `scan.threads` threads."""
+    if scan.threads == 1 or len(inputs) == 1:
+        for _, _, tiles, base in source.chunks(hold=True):
+            for i in inputs:
+                work(i, tiles, base)
+        return
+    with ThreadPoolExecutor(max_workers=scan.threads, thread_name_prefix="merged-vlm-select") as pool:
+        for _, _, tiles, base in source.chunks(hold=True):
+            for done in [pool.submit(work, i, tiles, base) for i in inputs]:
+                done.result()
 
 
 class TorchScanner:
     """The scans as torch operations, on any device (the oracle of the compiled CPU loops)."""
 
-    def magnitudes(self, x: torch.Tensor, base: torch.Tensor) -> torch.Tensor:
+    threads = 1
+
+    def magnitudes(self, x: torch.Tensor, base: torch.Tensor, slot: int = 0) -> torch.Tensor:
         return (x.reshape(-1) - base.reshape(-1)).abs_()
 
     def window(self, magnitude: torch.Tensor, q: Query) -> None:
@@ -181,17 +218,19 @@ class TorchScanner:
 class CpuScanner:
     """The scans as compiled loops over CPU tiles."""
 
+    threads = 2  # inputs scanned at once (the loops release the GIL)
+
     def __init__(self) -> None:
         from merge_models.methods import cpu_kernels
 
         self.kernels = cpu_kernels
-        self._scratch = np.empty(0, dtype=np.float32)
+        self._scratch: dict[int, np.ndarray] = {}
 
-    def magnitudes(self, x: torch.Tensor, base: torch.Tensor) -> np.ndarray:
+    def magnitudes(self, x: torch.Tensor, base: torch.Tensor, slot: int = 0) -> np.ndarray:
         count = x.numel()
-        if self._scratch.shape[0] < count:
-            self._scratch = np.empty(count, dtype=np.float32)
-        out = self._scratch[:count]
+        if slot not in self._scratch or self._scratch[slot].shape[0] < count:
+            self._scratch[slot] = np.empty(count, dtype=np.float32)
+        out = self._scratch[slot][:count]
         self.kernels.magnitudes(x.reshape(-1).numpy(), base.reshape(-1).numpy(), out)
         return out
 

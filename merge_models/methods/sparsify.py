@@ -20,37 +20,46 @@ class RankCut:
     """Selects the entries whose ascending (value, index) rank is >= a rank, tile by tile.
 
     Entries above `threshold` are selected; of those equal to it, the first `skip` (in index
-    order) are not. `keep` must see the tiles in order.
+    order) are not. With `equal_before` (per tile, the entries equal to the threshold in the tiles
+    before it) each tile is cut on its own; without it, `keep` must see the tiles in order.
     """
 
     threshold: float
     skip: int
     everything: bool = False
+    equal_before: list[int] | None = None
     _equal_seen: int = field(default=0, repr=False)
 
     @classmethod
-    def at(cls, rank: int, numel: int, value_below: tuple[float, int] | None) -> "RankCut":
-        """The cut at 0-based ascending `rank` (0 selects everything), given the value at that
-        rank and the count of entries below the value (needed when 0 < rank < numel)."""
+    def at(cls, rank: int, numel: int, found: tuple[float, int, list[int] | None] | None) -> "RankCut":
+        """The cut at 0-based ascending `rank` (0 selects everything), given the value at that rank,
+        the count of entries below it and the per-tile counts of its equals before each tile (as
+        merge_models.methods.selection finds them; needed when 0 < rank < numel)."""
         if rank <= 0:
             return cls(0.0, 0, everything=True)
         if rank >= numel:
             return cls(float("inf"), 0)
-        assert value_below is not None
-        value, below = value_below
-        return cls(value, rank - below)
+        assert found is not None
+        value, below, equal_before = found
+        return cls(value, rank - below, equal_before=equal_before)
 
-    def keep(self, magnitude: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
-        """1.0 where the tile's entries are selected, else 0.0, written into `out` (float32)."""
+    @property
+    def any_order(self) -> bool:
+        """Whether tiles may be cut in any order (or concurrently)."""
+        return self.everything or self.skip == 0 or self.equal_before is not None
+
+    def keep(self, magnitude: torch.Tensor, out: torch.Tensor, tile: int) -> torch.Tensor:
+        """1.0 where tile number `tile`'s entries are selected, else 0.0, written into `out` (float32)."""
         if self.everything:
             return out.fill_(1.0)
-        if self._equal_seen >= self.skip:  # past the tie boundary: every equal entry counts
+        seen = self._equal_seen if self.equal_before is None else self.equal_before[tile]
+        if seen >= self.skip:  # past the tie boundary: every equal entry counts
             return torch.ge(magnitude, self.threshold, out=out)
         torch.gt(magnitude, self.threshold, out=out)
         equal = torch.eq(magnitude, self.threshold)
         count = int(torch.count_nonzero(equal))
         if count:
-            start = self.skip - self._equal_seen
+            start = self.skip - seen
             if start < count:
                 out.view(-1)[equal.view(-1).nonzero().view(-1)[start:]] = 1.0
             self._equal_seen += count
