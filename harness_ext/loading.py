@@ -5,6 +5,7 @@ causal LM. Models are placed by a device or a device_map (with max_memory), as t
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -109,10 +110,15 @@ class PlannedTensor:
     def __init__(self, plan: MergePlan, entry: TensorPlan, device: torch.device) -> None:
         self.plan, self.entry, self.device = plan, entry, device
 
+    # transformers materialises tensors on several threads; merges take turns (each one keeps the
+    # cores busy itself), reads of tensors the merge leaves alone go on meanwhile.
+    merging = threading.Lock()
+
     def __getitem__(self, index: Any) -> torch.Tensor:
         assert index is Ellipsis, "the loader takes planned tensors whole"
         if self.entry.action == "merge":
-            return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
+            with self.merging:
+                return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
         return unchanged_tensor(self.plan, self.entry)
 
 

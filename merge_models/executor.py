@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Iterator
 
 import torch
@@ -12,8 +11,8 @@ from tqdm.auto import tqdm
 
 from merge_models.errors import RecipeError
 from merge_models.plan import MergePlan, TensorPlan
-from merge_models.scratch import release_scratch
-from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, single_threaded_torch, tile_elements
+from merge_models.runtime import merging, shared_pool
+from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, tile_elements
 
 
 # CPU merges combine this many tiles at once, one per thread.
@@ -53,13 +52,11 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
     method = plan.method.impl
     output = output or buffers.output
     stream = TensorStream(plan, entry, buffers, tile_elements(buffers.device, method.chunked, method.fixed_tiles))
-    with single_threaded_torch(buffers.device):
-        try:
-            state = method.prepare(stream, entry.params)
-            workers = CPU_WORKERS if buffers.device.type == "cpu" and method.any_order(state) else 1
-            yield from _combined_blocks(method, entry, stream, state, output, workers)
-        finally:
-            release_scratch()
+    with merging(buffers.device):
+        state = method.prepare(stream, entry.params)
+        several = stream.numel > stream.block  # smaller tensors are not worth the hand-offs
+        workers = CPU_WORKERS if buffers.device.type == "cpu" and several and method.any_order(state) else 1
+        yield from _combined_blocks(method, entry, stream, state, output, workers)
     source = plan.vlm.tensors[entry.name]
     for start in range(stream.numel, entry.numel, READ_BLOCK):  # rows beyond the shared vocabulary
         count = min(READ_BLOCK, entry.numel - start)
@@ -74,9 +71,10 @@ def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, out
     def combine(index: int, inputs: list[torch.Tensor], base: torch.Tensor | None, into: torch.Tensor) -> None:
         into.copy_(method.combine(inputs, base, entry.params, state, index).reshape(-1))  # to the output dtype
 
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="merged-vlm-combine") if workers > 1 else None
+    pool = shared_pool("combine", CPU_WORKERS) if workers > 1 else None
+    pending: deque = deque()
     try:
-        block, block_start, pending = None, 0, deque()
+        block, block_start = None, 0
         for index, start, inputs, base in stream.chunks():
             if block is None:
                 block, block_start = output(min(stream.block, stream.numel - start), entry.out_dtype), start
@@ -93,17 +91,27 @@ def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, out
                 yield block_start, block
                 block = None
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True)
+        for future in pending:  # the stream's buffers outlive no tile that is still being combined
+            future.result()
 
 
 def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | None = None,
-                 device: torch.device | str = "cpu") -> torch.Tensor:
-    """The merged value of one planned tensor, whole, in the output dtype, on `device`."""
-    out = torch.empty(entry.shape, dtype=entry.out_dtype, device=device)
-    flat = out.view(-1)
-    for start, values in merged_chunks(plan, entry, buffers or ChunkBuffers()):
-        flat[start:start + values.numel()].copy_(values)
+                 device: torch.device | str | None = None) -> torch.Tensor:
+    """The merged value of one planned tensor, whole, in the output dtype, on `device` (default: the
+    merge device, where blocks are merged straight into it)."""
+    buffers = buffers or ChunkBuffers(device or "cpu")
+    out = torch.empty(entry.shape, dtype=entry.out_dtype, device=device or buffers.device)
+    flat, position = out.view(-1), 0
+    direct = flat.device == buffers.device
+
+    def next_slice(count: int, dtype: torch.dtype) -> torch.Tensor:  # blocks come in order
+        nonlocal position
+        position += count
+        return flat[position - count:position]
+
+    for start, values in merged_chunks(plan, entry, buffers, next_slice if direct else None):
+        if not direct:
+            flat[start:start + values.numel()].copy_(values)
     return out
 
 

@@ -5,22 +5,18 @@ working set stays in cache, where whole-tensor temporaries of a large embedding 
 in page faults and memory traffic than in arithmetic. A background thread reads the next block
 of tiles' raw bytes (pread, into page-locked memory when the merge device is an accelerator)
 while the current block is merged; each input is decoded to float32 once per tile, on the merge
-device. On the CPU, torch runs single-threaded meanwhile: with the reading and writing threads a
-two-core machine is busy, and per-operation thread hand-offs on small tiles cost more than they
-save (and stall whenever the machine is shared).
+device.
 """
 
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from typing import Iterator
 
 import torch
 
 from merge_models.checkpoint import Checkpoint
 from merge_models.plan import MergePlan, TensorPlan
+from merge_models.runtime import shared_pool
 
 # Part of the engine's format: DARE masks are seeded, and its l1 sums taken, per block of this many elements.
 CHUNK_ELEMENTS = 1 << 21
@@ -31,6 +27,8 @@ ACCELERATOR_TILE = 1 << 23
 READ_BLOCK = CHUNK_ELEMENTS
 # Reading sets: the block being merged and the one being read.
 READ_SETS = 2
+# Threads reading ahead, shared by the merges that run at once (transformers loads tensors on 4).
+READERS = 4
 # A tensor whose float32 inputs fit in this many bytes is read once even when its method makes
 # several passes (TIES, Breadcrumbs, DARE-l1): the first pass keeps the decoded tiles for the rest.
 HOLD_BYTES = 384 * 2**20
@@ -102,32 +100,6 @@ def itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 
 
-_threads_lock = threading.Lock()
-_threads_users = 0
-_threads_before = 0
-
-
-@contextmanager
-def single_threaded_torch(device: torch.device) -> Iterator[None]:
-    """Run torch's CPU operations on one thread while a CPU merge runs (concurrent merges share it)."""
-    global _threads_users, _threads_before
-    if device.type != "cpu":
-        yield
-        return
-    with _threads_lock:
-        if _threads_users == 0:
-            _threads_before = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _threads_users += 1
-    try:
-        yield
-    finally:
-        with _threads_lock:
-            _threads_users -= 1
-            if _threads_users == 0:
-                torch.set_num_threads(_threads_before)
-
-
 class TensorStream:
     """The inputs of one merged tensor (VLM, sources, base) as float32 tiles on the merge device.
 
@@ -171,11 +143,14 @@ class TensorStream:
         blocks = list(range(0, self.numel, self.block))
         copied: list[torch.cuda.Event | None] = [None] * READ_SETS
         index = 0
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="merged-vlm-reader") as reader:
-            pending = reader.submit(self._read, 0, 0) if blocks else None
+        # A tensor of one block is read right here; larger ones read the next block on a thread.
+        reader = shared_pool("reader", READERS) if len(blocks) > 1 else None
+        pending = reader.submit(self._read, 0, 0) if reader else None
+        try:
             for number, block_start in enumerate(blocks):
-                raws = pending.result()
-                if number + 1 < len(blocks):
+                raws = pending.result() if pending else self._read(0, block_start)
+                pending = None
+                if reader and number + 1 < len(blocks):
                     following = (number + 1) % READ_SETS
                     if copied[following] is not None:
                         copied[following].synchronize()  # its bytes reached the accelerator
@@ -192,6 +167,9 @@ class TensorStream:
                         held.append((index, start, tensors))
                     yield index, start, *self._split(tensors)
                     index += 1
+        finally:
+            if pending is not None:
+                pending.result()  # no read may land in buffers after the stream is done with them
         if keep:
             self._held_tiles = held
 

@@ -17,7 +17,7 @@ import torch
 
 from merge_models.methods.selection import select_magnitudes
 from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, topk_start
-from merge_models.scratch import scratch
+from merge_models.runtime import scratch
 
 Chunks = Iterator[tuple[int, int, list[torch.Tensor], "torch.Tensor | None"]]
 

@@ -18,12 +18,13 @@ cut keeps, so tiles can be combined in any order (or at once).
 from __future__ import annotations
 
 import math
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Protocol
 
 import numpy as np
 import torch
+
+from merge_models.runtime import shared_pool
 
 EXACT_ELEMENTS = 1 << 21
 SAMPLE_RUN = 256
@@ -172,10 +173,10 @@ def _each_tile_and_input(source: MagnitudeSource, scan: "CpuScanner | TorchScann
             for i in inputs:
                 work(i, tiles, base)
         return
-    with ThreadPoolExecutor(max_workers=scan.threads, thread_name_prefix="merged-vlm-select") as pool:
-        for _, _, tiles, base in source.chunks(hold=True):
-            for done in [pool.submit(work, i, tiles, base) for i in inputs]:
-                done.result()
+    pool = shared_pool("select", scan.threads)
+    for _, _, tiles, base in source.chunks(hold=True):
+        for done in [pool.submit(work, i, tiles, base) for i in inputs]:
+            done.result()
 
 
 class TorchScanner:
