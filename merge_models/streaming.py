@@ -96,6 +96,27 @@ class ChunkBuffers:
         return buffer[:count]
 
 
+def working_bytes(plan: MergePlan, device: torch.device | str = "cpu") -> int:
+    """About how much memory a merge of `plan` works in beyond the merged output: tiles read ahead
+    and decoded, scratch, tiles held between passes and the values gathered for exact cut-offs."""
+    from merge_models.methods.selection import GATHER_LIMIT
+
+    merged = plan.merged()
+    if not merged:
+        return 0
+    streams = 1 + len(plan.sources) + (1 if plan.base else 0)
+    method = plan.method.impl
+    largest = max(entry.numel for entry in merged)
+    tile = tile_elements(torch.device(device), method.chunked, method.fixed_tiles) or largest
+    block = max(tile, READ_BLOCK) if method.chunked else largest
+    reading = READ_SETS * streams * block * 4 + 2 * streams * tile * 4  # raw blocks (at most 4 bytes per value)
+    scratch = 2 * 8 * tile * 4  # two combining threads, a few tile-sized tensors each
+    multi_pass = getattr(method, "sparsify", None) in ("magnitude", "band", "dare")
+    held = min(largest * streams * 4, HOLD_BYTES) if multi_pass else 0
+    gathered = 2 * (1 + len(plan.sources)) * GATHER_LIMIT * 4 if multi_pass else 0  # two ranks per input at most
+    return reading + scratch + held + gathered
+
+
 def itemsize(dtype: torch.dtype) -> int:
     return torch.empty((), dtype=dtype).element_size()
 

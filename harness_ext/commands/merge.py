@@ -51,8 +51,7 @@ def plan(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
     counts = ", ".join(f"{v} {k}" for k, v in totals["tensors"].items())
     console.print(f"tensors: {counts}; merged parameters {totals['merged_params']:,}; "
                   f"read {_size(totals['input_bytes'])}, write {_size(totals['output_bytes'])} "
-                  f"({totals['out_dtype']}); peak working memory about {_size(totals['peak_working_bytes'])} "
-                  f"beyond one mapped tensor per input")
+                  f"({totals['out_dtype']}); peak working memory at most about {_size(totals['peak_working_bytes'])}")
     if totals["unused_source_tensors"]:
         console.print(f"source tensors not used (vision-free or excluded): {totals['unused_source_tensors']}")
 
