@@ -117,6 +117,7 @@ def _windowed(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner |
         q.hi = float(sample[min(max(int(math.ceil(share * size + margin)), 0), size - 1)])
         if not q.hi > q.lo:
             q.hi = float(np.nextafter(np.float32(q.lo), np.float32(np.inf)))
+
     def window(i: int, inputs: list[torch.Tensor], base: torch.Tensor) -> None:
         magnitude = scan.magnitudes(inputs[i], base, i)
         for q in (q for q in queries if q.input == i):
@@ -150,6 +151,7 @@ def _radix(source: MagnitudeSource, queries: list[Query], scan: "CpuScanner | To
         q.bucket = int(np.searchsorted(cumulative, q.rank))
         q.below_bucket = int(cumulative[q.bucket - 1]) if q.bucket else 0
         q.histogram = scan.counter()
+
     def low(i: int, inputs: list[torch.Tensor], base: torch.Tensor) -> None:
         magnitude = scan.magnitudes(inputs[i], base, i)
         for q in (q for q in queries if q.input == i):
