@@ -233,6 +233,7 @@ def main() -> None:
     parser.add_argument("--methods", default="task_arithmetic,ties")
     parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                         help="where merged-vlm merges (merge_device) and mergekit computes (--cuda)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per contender; the fastest counts")
     parser.add_argument("--keep-inputs", action="store_true", help="leave the inputs in --work for the next run")
     parser.add_argument("--skip-mergekit", action="store_true", help="time merged-vlm and the floor only")
     parser.add_argument("--record-reference", action="store_true",
@@ -258,9 +259,12 @@ def main() -> None:
     results: dict[str, tuple[float, int]] = {}
 
     def run(label: str, command: list[str], out: Path) -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        warm(dirs)
-        results[label] = measure(command)
+        runs = []
+        for _ in range(args.repeats):
+            shutil.rmtree(out, ignore_errors=True)
+            warm(dirs)
+            runs.append(measure(command))
+        results[label] = min(runs)
         print(f"  {label:28s} {results[label][0]:8.1f} s  peak RSS {results[label][1] / 2**30:6.2f} GiB", flush=True)
 
     out = args.work / "out"
@@ -283,7 +287,10 @@ def main() -> None:
                                        "--no-copy-tokenizer", "--no-write-model-card"]
                 + (["--cuda"] if args.device == "cuda" else []), out / f"mk-{method}")
             if not method.startswith("dare"):  # DARE draws its own random masks
-                worst, share = compare_outputs(out / f"ours-{method}", out / f"mk-{method}")
+                # in a child: the tensors compared would otherwise stay in this process, and every
+                # later contender's peak RSS (wait4) would count them, inherited at fork
+                with multiprocessing.get_context("spawn").Pool(1) as child:
+                    worst, share = child.apply(compare_outputs, (out / f"ours-{method}", out / f"mk-{method}"))
                 print(f"  {'':28s} vs mergekit: max abs difference {worst:.2e}, {share:.2e} of sampled "
                       "entries differ (bf16 output)", flush=True)
         for label in (f"ours-{method}", f"mk-{method}"):

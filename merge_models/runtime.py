@@ -3,6 +3,7 @@ for the life of the process, and the CPU threading of torch while a merge runs."
 
 from __future__ import annotations
 
+import gc
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ _lock = threading.Lock()
 _buffers: dict[int, dict[str, torch.Tensor]] = {}
 _sessions = 0
 _threads_before = 0
+_collecting = True
 
 
 def scratch(purpose: str, like: torch.Tensor) -> torch.Tensor:
@@ -37,12 +39,15 @@ def scratch(purpose: str, like: torch.Tensor) -> torch.Tensor:
 def merging(device: torch.device) -> Iterator[None]:
     """While any merge runs: on the CPU, torch's operations run single-threaded (the merge has its
     own threads for reading, combining and writing; per-operation hand-offs between threads on
-    small tiles cost more than they save, and stall whenever the machine is shared). When the
-    last merge ends, the scratch memory is freed and torch's threads restored."""
-    global _sessions, _threads_before
+    small tiles cost more than they save, and stall whenever the machine is shared), and Python's
+    cycle collector pauses. When the last merge ends, the scratch memory is freed and both are
+    restored."""
+    global _sessions, _threads_before, _collecting
     with _lock:
         if _sessions == 0:
             _threads_before = torch.get_num_threads()
+            _collecting = gc.isenabled()
+            gc.disable()  # tiles make no reference cycles; collections would only scan the heap again and again
         _sessions += 1
         if device.type == "cpu":
             torch.set_num_threads(1)
@@ -54,6 +59,8 @@ def merging(device: torch.device) -> Iterator[None]:
             if _sessions == 0:
                 _buffers.clear()
                 torch.set_num_threads(_threads_before)
+                if _collecting:
+                    gc.enable()
 
 
 _pools: dict[str, ThreadPoolExecutor] = {}
