@@ -84,6 +84,14 @@ def counted_reads() -> Iterator[dict[str, int]]:
 
 
 def main() -> None:
+    args = arguments()
+    try:
+        run(args)
+    finally:
+        shutil.rmtree(args.work, ignore_errors=True)  # about 600 MB of models, merges and cache
+
+
+def arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "harness")
     parser.add_argument("--docs", type=int, default=40, help="documents per probe task")
@@ -91,8 +99,10 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--skip-eval", action="store_true", help="measure loading only")
-    args = parser.parse_args()
+    return parser.parse_args()
 
+
+def run(args: argparse.Namespace) -> None:
     shutil.rmtree(args.work, ignore_errors=True)
     args.work.mkdir(parents=True)
     os.environ.update(MERGED_VLM_CACHE=str(args.work / "cache"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
