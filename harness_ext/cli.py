@@ -14,8 +14,25 @@ from harness_ext.commands import report, track
 from harness_ext.console import errors
 from merge_models.errors import MergeError
 
+# Plain help (click's layout): flags shown as flags, options and help text wrapped to the terminal.
 app = typer.Typer(help="Merge reasoning LLMs into VLMs and measure perception vs reasoning.",
-                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False)
+                  no_args_is_help=True, pretty_exceptions_enable=False, add_completion=False,
+                  rich_markup_mode=None, context_settings={"help_option_names": ["-h", "--help"]})
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        print(f"merged-vlm {version('merged-vlm')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(show_version: bool = typer.Option(False, "--version", is_eager=True, callback=_print_version,
+                                               help="Print the version and exit.")) -> None:
+    """Merge reasoning LLMs into VLMs and measure perception vs reasoning."""
+
 merge_commands.register(app)
 data_commands.register(app)
 demo_commands.register(app)
@@ -27,7 +44,7 @@ report.register(app)
 def main() -> None:
     """Entry point: user errors print one line and exit with status 2."""
     try:
-        app()
+        app(prog_name="merged-vlm")
     except MergeError as exc:
         errors.print(f"error: {exc}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(exc.exit_code)

@@ -23,32 +23,42 @@ def task_manager():
 
 @dataclass(frozen=True)
 class Evaluation:
-    """lmms-eval's aggregated results, per-sample logs, and the folder they were written to."""
+    """lmms-eval's aggregated results, per-sample logs, and the folder and results file they were written to."""
 
     results: dict[str, Any]
     samples: dict[str, list[dict[str, Any]]]
     folder: Path | None
+    results_file: Path | None = None
 
 
-def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int | float | None = None,
-             model_args: str = "") -> Evaluation:
-    """Run `tasks` on an lmms-eval model object; save results and samples under output_path if given."""
+def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int | float | None = None) -> Evaluation:
+    """Run `tasks` on an lmms-eval model object; save results and samples under output_path if given.
+
+    A merged VLM's results name the model as the command line does (`merged_vlm`, with the `--model_args` that
+    load the same merge), not by its Python class, so the recorded run says how to reproduce it.
+    """
     from lmms_eval import evaluator, utils
     from lmms_eval.loggers import EvaluationTracker
 
+    from harness_ext.lmms_model import MODEL_NAME, MergedVLMChat, MergedVLMSimple
+    from harness_ext.lmms_results import reproducing_args
+
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     stamp = utils.get_datetime_str()
-    results = evaluator.simple_evaluate(model=lm, model_args=model_args, tasks=tasks, limit=limit,
+    results = evaluator.simple_evaluate(model=lm, tasks=tasks, limit=limit,
                                         log_samples=True, evaluation_tracker=tracker, task_manager=task_manager(),
                                         batch_size=lm.batch_size, datetime_str=stamp, verbosity="WARNING")
+    if isinstance(lm, MergedVLMChat | MergedVLMSimple):
+        results["config"].update(model=MODEL_NAME, model_args=reproducing_args(lm.loaded.record))
     samples = results.pop("samples")
-    folder = None
+    folder = results_file = None
     if tracker is not None:
         tracker.save_results_aggregated(results=results, samples=samples, datetime_str=stamp)
         for task in results["configs"]:
             tracker.save_results_samples(task_name=task, samples=samples[task])
         folder = Path(output_path) / tracker.general_config_tracker.model_name_sanitized
-    return Evaluation(results, samples, folder)
+        results_file = folder / f"{tracker.date_id}_results.json"
+    return Evaluation(results, samples, folder, results_file)
 
 
 def split_scores(results: dict[str, Any], metric: str = "mvlm_acc") -> dict[str, float]:

@@ -1,14 +1,21 @@
-"""`lmms_eval`: lmms-eval's command line with this project's tasks on the include path.
+"""`lmms_eval`: lmms-eval's command line with this project's tasks on the include path, failing fast and loud.
 
-Checks `--model merged_vlm` arguments (and the recipe they name) before lmms-eval starts, so a
-bad argument is one line on stderr, exit status 2, and nothing under --output_path. Everything
-else is lmms-eval's own CLI (`lmms-eval` keeps working, with `--include_path`).
+Before lmms-eval starts, an evaluation run is checked: a Hub that does not answer switches the run to
+offline mode (harness_ext.hub), the data of this project's tasks must be readable (a local copy under
+MERGED_VLM_DATA, or the Hugging Face cache when offline), and `--model merged_vlm` arguments and the recipe
+they name must be valid. A run that fails a check, or whose model cannot be built or whose evaluation
+raises, prints one line naming the cause and the fix, exits non-zero and writes no results folder
+(lmms-eval itself logs such an error and exits 0). Everything else is lmms-eval's own CLI.
 """
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
+
+DEBUG_HINT = "rerun with --verbosity DEBUG for the traceback"
+HELP = ("-h", "--help")
+
 
 def _tasks_dir() -> str:
     import mvlm_tasks
@@ -29,23 +36,43 @@ def _check_merged_vlm(argv: list[str]) -> None:
     from harness_ext.model_options import VLM_OPTIONS, parse_model_args_string, split_model_args
     from merge_models.plan import build_plan
 
-    args = split_model_args(parse_model_args_string(_option(argv, "--model_args") or ""), VLM_OPTIONS, "merged_vlm")
+    given = parse_model_args_string(_option(argv, "--model_args") or "")
+    args = split_model_args(given, VLM_OPTIONS, "merged_vlm")
     build_plan(args.recipe).close()
+
+
+def _check_run(argv: list[str], offline: bool) -> None:
+    """Raise MergeError for a run that cannot work: unreadable task data, bad merged_vlm arguments."""
+    from mvlm_tasks.sources import check_available
+
+    check_available([name.strip() for name in (_option(argv, "--tasks") or "").split(",")], offline)
+    if _option(argv, "--model") == "merged_vlm":
+        _check_merged_vlm(argv)
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(code)
 
 
 def main() -> None:
     """Entry point of the `lmms_eval` console script."""
     argv = sys.argv[1:]
-    if _option(argv, "--model") == "merged_vlm":
+    evaluating = bool(argv) and (argv[0] == "eval" or (argv[0].startswith("-") and argv[0] not in HELP))
+    if evaluating:
+        argv = argv[1:] if argv[0] == "eval" else argv
+        from harness_ext.hub import go_offline_if_unreachable, offline_set
+
+        went_offline = go_offline_if_unreachable()  # before anything imports a Hub client
         from merge_models.errors import MergeError
 
         try:
-            _check_merged_vlm(argv)
+            _check_run(argv, offline=offline_set())
         except MergeError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            sys.exit(exc.exit_code)
-    if argv and (argv[0] == "eval" or (argv[0].startswith("-") and argv[0] not in ("-h", "--help"))):
-        _evaluate(argv[1:] if argv[0] == "eval" else argv)
+            _fail(str(exc), exc.exit_code)
+        if went_offline:
+            print(f"note: {went_offline}", file=sys.stderr)
+        _evaluate(argv)
         return
     sys.argv = ["lmms-eval", *argv]
     from lmms_eval.cli.dispatch import main as lmms_eval_main
@@ -54,13 +81,62 @@ def main() -> None:
 
 
 def _evaluate(argv: list[str]) -> None:
-    """lmms-eval's evaluation with our tasks folder added to any --include_path the user gave."""
+    """lmms-eval's evaluation with our tasks folder added to any --include_path the user gave; a run that
+    raises ends the process with one line and a non-zero status instead of a logged traceback and 0."""
     sys.argv = ["lmms-eval", *argv]
-    from lmms_eval.__main__ import cli_evaluate, parse_eval_args
+    from lmms_eval import __main__ as lmms_main
 
-    _, args = parse_eval_args()
+    _, args = lmms_main.parse_eval_args()
     args.include_path = [_tasks_dir()] + ([args.include_path] if args.include_path else [])
-    cli_evaluate(args)
+    failures: list[BaseException] = []
+    run_single = lmms_main.cli_evaluate_single
+
+    def run_recording_failures(run_args):
+        try:
+            return run_single(run_args)
+        except Exception as exc:
+            if run_args.verbosity == "DEBUG":
+                raise
+            failures.append(exc)
+            return None, None
+
+    lmms_main.cli_evaluate_single = run_recording_failures
+    try:
+        lmms_main.cli_evaluate(args)
+    finally:
+        lmms_main.cli_evaluate_single = run_single
+    if failures:
+        _fail(*_failure_message(failures[0], args.model))
+
+
+def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
+    """One line for a run that raised, and its exit status: a MergeError (anywhere in the chain) speaks for
+    itself (status 2); anything else is named with where it happened (status 1)."""
+    from mvlm_tasks.sources.errors import first_line
+
+    from harness_ext.lmms_results import merge_loaded
+    from merge_models.errors import MergeError
+
+    chain = _chain(exc)
+    cause = next((e for e in chain if isinstance(e, MergeError)), None)
+    if cause is not None:
+        return str(cause), cause.exit_code
+    root = next((e for e in chain if getattr(e, "last_attempt", None) is None), exc)
+    if model == "merged_vlm" and not merge_loaded():
+        return f"merged_vlm could not be built: {first_line(root)}; {DEBUG_HINT}", 1
+    return f"the evaluation failed: {first_line(root)}; {DEBUG_HINT}", 1
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    """`exc` and what it wraps: tenacity's last attempt (lmms-eval retries loading), causes, contexts."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        seen.append(current)
+        attempt = getattr(current, "last_attempt", None)
+        wrapped = attempt.exception() if attempt is not None and hasattr(attempt, "exception") else None
+        current = wrapped or current.__cause__ or current.__context__
+    return seen
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 
 from harness_ext.generation import conversation, generate
 from harness_ext.lmms_results import output_folder_name, record_loaded_merge
-from harness_ext.loading import LoadedVLM, load_merged_vlm
+from harness_ext.loading import LoadedVLM, load_merged_vlm, load_message
 from harness_ext.model_options import VLM_OPTIONS, split_model_args
 from lmms_eval.api.instance import GenerationResult, Instance, TokenCounts
 from lmms_eval.api.model import lmms
@@ -40,10 +40,8 @@ class _MergedVLM(lmms):
         self.loaded: LoadedVLM = loaded
         self._batch_size = int(self.options["batch_size"] or 1)
         record_loaded_merge(self.loaded.record)
-        stats = self.loaded.stats
-        logger.info(f"merged_vlm[rank {rank}]: recipe hash {self.loaded.record['recipe_hash']} ({stats['how']}): "
-                    f"{stats['merged_tensors']} tensors merged, {stats['kept_tensors']} kept, "
-                    f"{stats['seconds']} s; results go to {output_folder_name(self.loaded.record)}/")
+        logger.info(f"merged_vlm[rank {rank}]: {load_message(self.loaded.record)}; results go to "
+                    f"{output_folder_name(self.loaded.record)}/")
 
     @property
     def batch_size(self) -> int:
@@ -69,7 +67,7 @@ class _MergedVLM(lmms):
         groups: dict[str, list[int]] = {}
         for index, request in enumerate(requests):
             groups.setdefault(repr(sorted(self._gen_kwargs(request.args).items())), []).append(index)
-        with tqdm(total=len(requests), desc="merged_vlm", disable=self.rank != 0) as bar:
+        with tqdm(total=len(requests), desc="merged_vlm", disable=self.rank != 0 or self.options["quiet"]) as bar:
             for indices in groups.values():
                 for start in range(0, len(indices), self.batch_size):
                     batch = indices[start:start + self.batch_size]

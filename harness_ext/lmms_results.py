@@ -10,6 +10,7 @@ hardware of the run.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 _current: dict[str, Any] = {}
@@ -24,12 +25,26 @@ def record_loaded_merge(record: dict[str, Any]) -> None:
     _install()
 
 
+def merge_loaded() -> bool:
+    """Whether a merged model has loaded in this process."""
+    return bool(_current)
+
+
 def output_folder_name(record: dict[str, Any]) -> str:
     """`<recipe name>-<hash>`, sanitised as lmms-eval sanitises folder names: where results land."""
     from lmms_eval.loggers.evaluation_tracker import sanitize_model_name
 
     name = record["recipe"].get("name") or "merged_vlm"
     return sanitize_model_name(f"{name}-{record['recipe_hash']}")
+
+
+def reproducing_args(record: dict[str, Any]) -> str:
+    """The `--model_args` of `--model merged_vlm` that load this merge again: the recipe file and the overrides
+    (lists and numbers as YAML reads them back)."""
+    parts = [f"recipe={record.get('recipe_file') or 'recipe.yaml'}"]
+    for key, value in (record.get("overrides") or {}).items():
+        parts.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
+    return ",".join(parts)
 
 
 def _install() -> None:

@@ -13,12 +13,16 @@ from typing import Any
 
 import torch
 import transformers as T
+from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
+from merge_models.errors import MergeError
 from merge_models.executor import merge_into, merge_tensor, resolve_merge_device, unchanged_tensor
-from merge_models.output import write_checkpoint
+from merge_models.language_config import MROPE_KEYS, transformers_text_config
+from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
+from merge_models.portable import portable_name
 from merge_models.streaming import ChunkBuffers
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
@@ -59,6 +63,13 @@ class Placement:
     def from_options(cls, recipe_device: str | None, options: dict[str, Any], device: str | None) -> "Placement":
         device_map = options.get("device_map") or device or options.get("device") or default_device()
         single = None if isinstance(device_map, dict) or device_map in SPREAD_MAPS else device_map
+        if single is not None:
+            try:
+                torch.device(single)
+            except (RuntimeError, TypeError):
+                given = "device_map" if options.get("device_map") else "device"
+                raise ModelArgsError(f"--model_args: {given} {single!r} is not a device; use cpu, cuda, cuda:N"
+                                     f"{', auto or balanced' if given == 'device_map' else ''}") from None
         return cls(device_map, options.get("max_memory"), resolve_merge_device(recipe_device, single))
 
     def load_kwargs(self) -> dict[str, Any]:
@@ -85,7 +96,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     if options["cache"]:
         path, hit = cached_checkpoint(plan, quiet=options["quiet"], device=placement.merge_device)
         model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
-        how, merged = ("cache hit", 0) if hit else ("merged into the cache", len(plan.merged()))
+        how, merged = ("cache hit" if hit else "merged into the cache"), len(plan.merged())
     else:
         path = plan.vlm.path
         config = T.AutoConfig.from_pretrained(path, trust_remote_code=plan.recipe.trust_remote_code)
@@ -98,7 +109,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     model.eval()
     stats = {"how": how, "merged_tensors": merged, "kept_tensors": len(plan.tensors) - len(plan.merged()),
              "seconds": round(time.perf_counter() - start, 3)}
-    record = {**plan.record(), "load": stats, "recipe_file": str(args.recipe_path), "overrides": args.overrides}
+    record = merge_record(plan, args.recipe_path, args.overrides, load=stats)
     plan.close()
     return LoadedVLM(model, processor, family, record, stats)
 
@@ -150,6 +161,25 @@ def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool =
     return {e.name: PlannedTensor(plan, e, device) for e in plan.tensors}
 
 
+def merge_record(plan: MergePlan, recipe_file: Path | None, overrides: dict[str, Any] | None = None,
+                 **extra: Any) -> dict[str, Any]:
+    """What a run records about its merge: the plan's record, the recipe file and the overrides, every local
+    path named portably (relative to its repository, else to the recipe's folder)."""
+    folder = recipe_file.resolve().parent if recipe_file else None
+    portable = {k: portable_name(v, folder) if isinstance(v, str) else v for k, v in (overrides or {}).items()}
+    return {**plan.record(folder), **extra, "recipe_file": portable_name(recipe_file) if recipe_file else None,
+            "overrides": portable}
+
+
+def load_message(record: dict[str, Any]) -> str:
+    """One line on how a merged model was loaded: a cache hit says what the entry holds, not "0 merged"."""
+    stats = record["load"]
+    held = f"{stats['merged_tensors']} merged and {stats['kept_tensors']} kept tensors"
+    done = f"the cache entry holds {held}" if stats["how"] == "cache hit" else \
+        f"{stats['merged_tensors']} tensors merged, {stats['kept_tensors']} kept"
+    return f"recipe hash {record['recipe_hash']} ({stats['how']}): {done}, {stats['seconds']} s"
+
+
 def merge_into_model(plan: MergePlan, model: T.PreTrainedModel, quiet: bool = True) -> int:
     """Stream every merged tensor into an already loaded VLM's own parameters (no second copy)."""
     parameters = dict(model.named_parameters())
@@ -181,7 +211,11 @@ def load_processor(plan: MergePlan, options: dict[str, Any]):
 def save_merged(plan: MergePlan, target: Path, cached: Path | None, device: torch.device | str = "cpu") -> None:
     """Write the merged checkpoint to `target` (copied from the cache entry when there is one)."""
     if cached is not None:
-        publish(target, lambda temp: shutil.copytree(cached, temp, dirs_exist_ok=True), replace=True)
+        def copy(temp: Path) -> None:
+            shutil.copytree(cached, temp, dirs_exist_ok=True)
+            write_descriptions(plan, temp)  # local inputs named from the new place
+
+        publish(target, copy, replace=True)
     else:
         publish(target, lambda temp: write_checkpoint(plan, temp, device=device), replace=True)
 
@@ -193,17 +227,46 @@ def _load_kwargs(plan: MergePlan, options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_merged_causal_lm(plan: MergePlan, placement: Placement) -> T.PreTrainedModel:
-    """The merged language backbone as a text-only causal LM of the reasoning LLM's architecture.
+def build_merged_causal_lm(plan: MergePlan, placement: Placement | None = None) -> T.PreTrainedModel:
+    """The merged language backbone as a text-only causal LM configured as the VLM's language model.
 
     Merged tensors come from the plan; the rest of the language model (embeddings, lm_head, layers
-    the recipe keeps) is the VLM's. The vocabulary is the VLM's, so its tokenizer applies. As with
-    the VLM, transformers takes each tensor from the merge as it loads (placed by `placement`).
+    the recipe keeps) is the VLM's, so its config (RoPE base and scaling, positions, vocabulary)
+    and its tokenizer apply. The reasoning LLM's config would be wrong: Qwen2-Math-7B's RoPE base
+    is 1e4 where the Qwen2-VL backbone's is 1e6. As with the VLM, transformers takes each tensor
+    from the merge as it loads (placed by `placement`; default: on the default device).
     """
-    config = T.AutoConfig.from_pretrained(plan.sources[0].path)
+    placement = placement or Placement.from_options(plan.recipe.merge_device, {}, None)
+    config = causal_lm_config(plan)
+    model = from_streamed(T.AutoModelForCausalLM, config, streamed_state_dict(plan, placement.merge_device, True),
+                          plan.vlm.path, False, dtype=plan.out_dtype, **placement.load_kwargs())
+    return model.eval()
+
+
+def causal_lm_config(plan: MergePlan) -> T.PretrainedConfig:
+    """The VLM's language-model config as a causal LM config.
+
+    A language model type transformers has no causal LM class for (Qwen2-VL's text model, whose
+    multimodal RoPE on text positions is plain RoPE) takes the reasoning LLM's architecture with
+    the VLM's values.
+    """
+    text = transformers_text_config(plan.vlm.config)
+    if text is None:
+        raise MergeError(f"merged_lm: transformers cannot build the config of the VLM's language model "
+                         f"(model_type {plan.vlm.config.get('model_type')!r})")
+    values = text.to_dict()
+    if text.model_type in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES:
+        model_type = text.model_type
+    else:
+        model_type = plan.sources[0].config.get("model_type")
+        rope = {k: v for k, v in (values.get("rope_parameters") or {}).items() if k not in MROPE_KEYS}
+        if rope.get("type") == "mrope":
+            rope.pop("type")
+        values["rope_parameters"] = rope or None
+    for key in ("model_type", "architectures", "_name_or_path", "transformers_version"):
+        values.pop(key, None)
+    config = T.CONFIG_MAPPING[model_type].from_dict(values)
     vlm_language = plan.vlm.canonical_map
     config.vocab_size = plan.vlm.tensors[vlm_language["model.embed_tokens.weight"]].shape[0]
     config.tie_word_embeddings = "lm_head.weight" not in vlm_language
-    model = from_streamed(T.AutoModelForCausalLM, config, streamed_state_dict(plan, placement.merge_device, True),
-                          plan.sources[0].path, False, dtype=plan.out_dtype, **placement.load_kwargs())
-    return model.eval()
+    return config

@@ -8,6 +8,7 @@ from typing import Any
 
 import yaml
 
+from harness_ext.arguments import split_arguments
 from merge_models.errors import MergeError
 from merge_models.recipe import Recipe, load_recipe
 
@@ -98,21 +99,7 @@ def _boolean(value: Any, name: str) -> bool:
 def parse_model_args_string(text: str) -> dict[str, Any]:
     """`k=v,k2=v2` as lmms-eval and lm-eval split it (values kept as strings; YAML-read later)."""
     out: dict[str, Any] = {}
-    depth, current = 0, ""
-    parts: list[str] = []
-    for char in text:
-        if char in "[{(":
-            depth += 1
-        elif char in "]})":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append(current)
-            current = ""
-        else:
-            current += char
-    if current.strip():
-        parts.append(current)
-    for part in parts:
+    for part in split_arguments(text):
         key, sep, value = part.partition("=")
         if not sep:
             raise ModelArgsError(f"--model_args: {part!r} is not key=value")

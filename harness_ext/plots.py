@@ -12,29 +12,56 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-def plot_sweep(rows: Sequence[tuple[dict[str, Any], dict[str, float]]], tasks: list[str], path: Path) -> Path:
-    """One panel per swept numeric key: each task's score against that key, one line per other setting."""
+def sweep_figure(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], title: str = "sweep"):
+    """The sweep's figure: for each swept numeric key, a panel of every task's score and one of every split's
+    (perception, reasoning), each point with its interval, n in the legend, the y axis from 0.
+
+    `rows`: per variant its overrides and its scores (harness_ext.results.summary.Score).
+    """
     keys = [k for k in rows[0][0] if len({str(r[0][k]) for r in rows}) > 1] or list(rows[0][0])
     numeric = [k for k in keys if all(isinstance(r[0][k], (int, float)) for r in rows)] or keys[:1]
-    figure, axes = plt.subplots(1, len(numeric), figsize=(6 * len(numeric), 4.2), squeeze=False)
-    for axis, key in zip(axes[0], numeric):
+    kinds = [kind for kind in ("task", "split") if any(s.kind == kind for _, scores in rows for s in scores)]
+    figure, axes = plt.subplots(len(kinds), len(numeric), figsize=(6.4 * len(numeric), 4.2 * len(kinds)),
+                                squeeze=False, layout="constrained")
+    top = 0.0
+    for column, key in enumerate(numeric):
         others = [k for k in keys if k != key]
-        groups: dict[tuple, list[tuple[Any, dict[str, float]]]] = {}
+        groups: dict[tuple, list[tuple[Any, Sequence[Any]]]] = {}
         for overrides, scores in rows:
             groups.setdefault(tuple(overrides[k] for k in others), []).append((overrides[key], scores))
-        for group, points in groups.items():
-            points.sort(key=lambda p: p[0])
-            suffix = ", ".join(f"{k}={v}" for k, v in zip(others, group))
-            for task in tasks:
-                values = [100 * p[1].get(task, np.nan) for p in points]
-                axis.plot([p[0] for p in points], values, marker="o",
-                          label=f"{task.removeprefix('mvlm_')}" + (f" ({suffix})" if suffix else ""))
-        axis.set_xlabel(key)
-        axis.set_ylabel("accuracy (%)")
-        axis.grid(alpha=0.3)
-        axis.set_title(f"score vs {key}")
-        axis.legend(fontsize=8)
-    figure.tight_layout()
+        for row, kind in enumerate(kinds):
+            axis = axes[row][column]
+            for group, points in groups.items():
+                points.sort(key=lambda p: p[0])
+                suffix = ", ".join(f"{k}={v}" for k, v in zip(others, group))
+                names = list(dict.fromkeys(s.name for _, scores in points for s in scores if s.kind == kind))
+                for name in names:
+                    found = [(x, next((s for s in scores if s.name == name and s.kind == kind), None))
+                             for x, scores in points]
+                    found = [(x, s) for x, s in found if s is not None and s.score is not None]
+                    xs = [x for x, _ in found]
+                    ys = np.array([100 * s.score for _, s in found])
+                    lows = np.array([100 * (s.score - s.low) if s.low is not None else 0.0 for _, s in found])
+                    highs = np.array([100 * (s.high - s.score) if s.high is not None else 0.0 for _, s in found])
+                    top = max([top, *(ys + highs)])
+                    counts = sorted({s.n for _, s in found if s.n is not None})
+                    n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+                    axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3,
+                                  label=f"{name.removeprefix('mvlm_')} (n={n})" + (f", {suffix}" if suffix else ""))
+            axis.set_xlabel(key)
+            axis.set_ylabel("accuracy (%)")
+            axis.grid(alpha=0.3)
+            axis.set_title(f"per {kind}: score vs {key}")
+            axis.legend(fontsize=8)
+    for axis in axes.flat:
+        axis.set_ylim(0, min(100.0, max(10.0, 1.15 * top)))
+    figure.suptitle(f"{title}\naccuracy with 95% bootstrap intervals; n = documents per task or split", fontsize=10)
+    return figure
+
+
+def plot_sweep(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], path: Path, title: str = "sweep") -> Path:
+    """Write sweep_figure() as a PNG."""
+    figure = sweep_figure(rows, title)
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path

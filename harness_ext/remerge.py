@@ -14,7 +14,7 @@ from typing import Any
 import torch
 import transformers as T
 
-from harness_ext.loading import LoadedVLM, default_device, load_processor
+from harness_ext.loading import LoadedVLM, default_device, load_processor, merge_record
 from merge_models.checkpoint import Checkpoint, open_checkpoint
 from merge_models.errors import RecipeError
 from merge_models.executor import merge_into, resolve_merge_device
@@ -62,8 +62,10 @@ class InPlaceMerger:
             for canonical, name in self.vlm.canonical_map.items():
                 self.parameter(canonical).copy_(self.vlm._memory[name])
 
-    def apply(self, recipe: Recipe, recipe_file: Path | None = None) -> dict[str, Any]:
-        """Make the loaded model `recipe`'s merge; returns its merge record (hash, recipe, inputs)."""
+    def apply(self, recipe: Recipe, recipe_file: Path | None = None,
+              overrides: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Make the loaded model `recipe`'s merge (`recipe_file` with `overrides`, when it was read from one);
+        returns its merge record (hash, recipe, inputs)."""
         start = time.perf_counter()
         plan = build_plan(recipe, opener=self.shared.open)
         if plan.vlm.path != self.vlm.path:
@@ -76,6 +78,6 @@ class InPlaceMerger:
         self.plan = plan
         stats = {"how": "merged in place", "merged_tensors": merged,
                  "kept_tensors": len(plan.tensors) - merged, "seconds": round(time.perf_counter() - start, 3)}
-        record = {**plan.record(), "load": stats, "recipe_file": str(recipe_file) if recipe_file else None}
+        record = merge_record(plan, recipe_file, overrides, load=stats)
         self.loaded.record, self.loaded.stats = record, stats
         return record

@@ -13,12 +13,16 @@ import shutil
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
 from merge_models.errors import RecipeError
 from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_recipe_document, resolve_recipe_path
+
+if TYPE_CHECKING:
+    from harness_ext.results.record import RunRecord
+    from harness_ext.results.summary import Score
 
 STATE = "sweep.json"
 
@@ -58,12 +62,14 @@ def _range(text: str, spec: str) -> list[float]:
     return [float(start + i * step) for i in range(count)]
 
 
-def expand(recipe_file: str | Path, grid: dict[str, list[Any]]) -> list[Variant]:
-    """Every combination of the grid, each validated as a recipe before anything runs.
+def expand(recipe_file: str | Path, grid: dict[str, list[Any]],
+           overrides: dict[str, Any] | None = None) -> list[Variant]:
+    """Every combination of the grid on the recipe with `overrides` applied, each validated as a recipe
+    before anything runs.
 
     Each variant is named `<recipe name>@<key>=<value>,...` (names are cosmetic: not in the hash).
     """
-    document = read_recipe_document(recipe_file)
+    document = apply_overrides(read_recipe_document(recipe_file), overrides or {})
     stem = document.get("name") or Path(recipe_file).stem
     keys = list(grid)
     variants = []
@@ -80,34 +86,38 @@ def expand(recipe_file: str | Path, grid: dict[str, list[Any]]) -> list[Variant]
 
 @dataclass
 class SweepResult:
-    """A finished variant: its overrides, merge record and per-task scores."""
+    """A finished variant: its overrides, recipe hash, output folder and run record, and its scores per task and
+    per split with documents and intervals."""
 
     overrides: dict[str, Any]
     recipe_hash: str
     folder: Path
-    scores: dict[str, float]
+    record: RunRecord
+    scores: list[Score]
 
 
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
               limit: int | None = None, batch_size: int = 8, on_done: Callable[[Path], None] | None = None,
-              log: Callable[[str], None] = print) -> list[SweepResult]:
-    """Evaluate every variant not finished yet, hand every finished one to `on_done` (which must be
-    idempotent), and return all variants' results in grid order."""
+              log: Callable[[str], None] = print, overrides: dict[str, Any] | None = None) -> list[SweepResult]:
+    """Evaluate every variant not finished yet (the recipe with `overrides`, then the grid's values), hand
+    every finished one to `on_done` (which must be idempotent), and return all variants' results in grid
+    order."""
     from harness_ext.evaluate import evaluate
     from harness_ext.lmms_model import MergedVLMChat
     from harness_ext.lmms_results import output_folder_name
     from harness_ext.remerge import InPlaceMerger
 
-    variants = expand(recipe_file, grid)
+    variants = expand(recipe_file, grid, overrides)
     out.mkdir(parents=True, exist_ok=True)
-    _write_state(out, recipe_file, grid, tasks, limit)
+    _write_state(out, recipe_file, grid, tasks, limit, overrides or {})
     merger: InPlaceMerger | None = None
     results = []
     for index, variant in enumerate(variants, 1):
         existing = out / output_folder_name(_record(variant.recipe))
         if not existing.is_dir():
             merger = merger or InPlaceMerger(variant.recipe)
-            record = merger.apply(variant.recipe, Path(recipe_file))
+            record = merger.apply(variant.recipe, resolve_recipe_path(recipe_file),
+                                  {**variant.overrides, "name": variant.recipe.name})
             log(f"[{index}/{len(variants)}] {variant.label}: hash {record['recipe_hash']}, evaluating {tasks}")
             partial = out / f".partial-{record['recipe_hash']}"
             shutil.rmtree(partial, ignore_errors=True)
@@ -133,15 +143,18 @@ def _record(recipe: Recipe) -> dict[str, Any]:
 
 
 def _result(variant: Variant, folder: Path) -> SweepResult:
-    from harness_ext.evaluate import split_scores
+    from harness_ext.results.ingest import read_output
+    from harness_ext.results.summary import summarize
 
-    data = json.loads(sorted(folder.glob("*_results.json"))[-1].read_text())
-    return SweepResult(variant.overrides, data["merged_vlm"]["recipe_hash"], folder, split_scores(data))
+    record = read_output(sorted(folder.glob("*_results.json"))[-1])[0]
+    return SweepResult(variant.overrides, record.variant.id, folder, record, summarize(record))
 
 
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],
-                 limit: int | None) -> None:
+                 limit: int | None, overrides: dict[str, Any]) -> None:
     state = {"recipe": str(resolve_recipe_path(recipe_file)), "grid": grid, "tasks": tasks, "limit": limit}
+    if overrides:  # only then, so that folders of sweeps without --set stay resumable
+        state["set"] = overrides
     path = out / STATE
     if path.is_file():
         earlier = json.loads(path.read_text())

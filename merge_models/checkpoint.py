@@ -17,6 +17,7 @@ import torch
 from merge_models.adapters import Adapter, detect, supported_vlm_types
 from merge_models.errors import CheckpointError
 from merge_models.fingerprint import file_digest
+from merge_models.language_config import LanguageConfig, language_config
 from merge_models.recipe import ModelRef
 
 SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
@@ -27,6 +28,9 @@ SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
 SAFETENSORS_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+PICKLE_INDEX = "pytorch_model.bin.index.json"
+# Pickle weights are only ever these (or what PICKLE_INDEX names): never training_args.bin and the like.
+PICKLE_WEIGHTS = "pytorch_model*.bin"
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "*.jinja", "*.py", "*.md", "*.tiktoken"]
 CONTENT_HASH_LIMIT = 256 * 1024**2
 
@@ -73,6 +77,11 @@ class Checkpoint:
     @property
     def text_config(self) -> dict[str, Any]:
         return self.adapter.text_config(self.config)
+
+    @cached_property
+    def language(self) -> LanguageConfig:
+        """The language model's settings with transformers' class defaults filled in."""
+        return language_config(self.config, self.text_config)
 
     @cached_property
     def canonical_map(self) -> dict[str, str]:
@@ -150,7 +159,7 @@ class Checkpoint:
 
 def open_checkpoint(ref: ModelRef, field: str, allow_pickle: bool, require_vlm: bool = False) -> Checkpoint:
     """Resolve, validate and index a checkpoint named by a recipe field."""
-    path, hub_identity = _locate(ref, field)
+    path, hub_identity = _locate(ref, field, allow_pickle)
     config = _read_config(path, field)
     adapter = detect(config)
     if adapter is None or (require_vlm and not adapter.is_vlm):
@@ -159,40 +168,52 @@ def open_checkpoint(ref: ModelRef, field: str, allow_pickle: bool, require_vlm: 
             f"{field}.model", f"unknown architecture {model_type!r} in {path / 'config.json'}",
             f"supported VLM families: {', '.join(supported_vlm_types())}; add an adapter in merge_models/adapters/",
         )
-    safetensor_files = _weight_files(path, "model.safetensors.index.json", ".safetensors", field)
+    safetensor_files = _weight_files(path, "model.safetensors.index.json", "*.safetensors", field)
     pickle_files: tuple[Path, ...] = ()
     if safetensor_files:
         tensors = _index_safetensors(safetensor_files, field)
     else:
-        pickle_list = _weight_files(path, "pytorch_model.bin.index.json", ".bin", field)
-        if not pickle_list:
-            raise CheckpointError(f"{field}.model", f"no weight files (*.safetensors) in {path}",
-                                  "point it at a Hugging Face checkpoint directory")
-        if not allow_pickle:
+        if not allow_pickle and ((path / PICKLE_INDEX).is_file() or any(path.glob(PICKLE_WEIGHTS))):
             raise CheckpointError(
                 f"{field}.model", f"{path} has only pickle (.bin) weights, which can run code when loaded",
                 "convert it to safetensors, or set `allow_pickle: true` in the recipe if you trust it",
             )
+        pickle_list = _weight_files(path, PICKLE_INDEX, PICKLE_WEIGHTS, field) if allow_pickle else []
+        if not pickle_list:
+            hint = "" if allow_pickle or hub_identity is None else \
+                " (if it ships only pickle weights, pytorch_model*.bin, and you trust it, set `allow_pickle: true`)"
+            raise CheckpointError(f"{field}.model", f"no weight files (*.safetensors) in {path}",
+                                  "point it at a Hugging Face checkpoint directory" + hint)
         pickle_files = tuple(pickle_list)
         tensors = _index_pickle(pickle_files, field)
     return Checkpoint(field, path, config, adapter, tensors, hub_identity, pickle_files)
 
 
-def _locate(ref: ModelRef, field: str) -> tuple[Path, dict[str, Any] | None]:
+def _locate(ref: ModelRef, field: str, allow_pickle: bool) -> tuple[Path, dict[str, Any] | None]:
     local = Path(ref.model).expanduser()
     if local.is_dir():
         return local.resolve(), None
     if local.exists() or ref.model.startswith(("/", ".", "~")) or ref.model.count("/") != 1:
         raise CheckpointError(f"{field}.model", f"{ref.model!r} is not a checkpoint directory",
                               "give a local directory or a Hugging Face id such as Qwen/Qwen2-VL-7B-Instruct")
-    return _download(ref, field)
+    return _download(ref, field, allow_pickle)
 
 
-def _download(ref: ModelRef, field: str) -> tuple[Path, dict[str, Any]]:
+def _download(ref: ModelRef, field: str, allow_pickle: bool) -> tuple[Path, dict[str, Any]]:
+    """Fetch configs, tokenizer files and safetensors weights; pickle weights only when allowed and nothing else exists.
+
+    Pickle weights are the files the checkpoint's pytorch_model.bin.index.json names, or
+    pytorch_model*.bin: never other .bin files such as training_args.bin.
+    """
     from huggingface_hub import snapshot_download
 
     try:
         snapshot = Path(snapshot_download(ref.model, revision=ref.revision, allow_patterns=HUB_PATTERNS))
+        if allow_pickle and not any(snapshot.glob("*.safetensors")):
+            patterns = _pickle_names(snapshot, field) or [PICKLE_WEIGHTS]
+            snapshot = Path(snapshot_download(ref.model, revision=snapshot.name, allow_patterns=patterns))
+    except CheckpointError:
+        raise
     except Exception as exc:  # offline, unknown repo, gated, no disk: all leave the same remedy
         reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
         raise CheckpointError(
@@ -216,20 +237,32 @@ def _read_config(path: Path, field: str) -> dict[str, Any]:
     return config
 
 
-def _weight_files(path: Path, index_name: str, suffix: str, field: str) -> list[Path]:
+def _index_names(index_file: Path, field: str) -> list[str]:
+    """The shard file names a weight index maps tensors to."""
+    try:
+        weight_map = json.loads(index_file.read_text())["weight_map"]
+        return sorted(set(weight_map.values()))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+        raise CheckpointError(f"{field}.model", f"{index_file} is corrupt (no weight_map)", "restore it") from None
+
+
+def _pickle_names(path: Path, field: str) -> list[str]:
+    """The pickle shards pytorch_model.bin.index.json names, or [] without an index."""
+    index_file = path / PICKLE_INDEX
+    return _index_names(index_file, field) if index_file.is_file() else []
+
+
+def _weight_files(path: Path, index_name: str, pattern: str, field: str) -> list[Path]:
+    """The weight files an index names, else those matching `pattern`."""
     index_file = path / index_name
     if index_file.is_file():
-        try:
-            weight_map = json.loads(index_file.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError, TypeError):
-            raise CheckpointError(f"{field}.model", f"{index_file} is corrupt (no weight_map)", "restore it") from None
-        files = [path / name for name in sorted(set(weight_map.values()))]
+        files = [path / name for name in _index_names(index_file, field)]
         for file in files:
             if not file.is_file():
                 raise CheckpointError(f"{field}.model", f"shard {file.name} listed in {index_name} is missing",
                                       "download the checkpoint again")
         return files
-    return sorted(p for p in path.glob(f"*{suffix}") if p.is_file() and not p.name.startswith("."))
+    return sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
 def read_safetensors_header(file: Path) -> tuple[dict[str, Any], int]:

@@ -14,7 +14,6 @@ from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import merging, shared_pool
 from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, tile_elements
 
-
 # CPU merges combine this many tiles at once, one per thread.
 CPU_WORKERS = 2
 
@@ -41,9 +40,11 @@ def resolve_merge_device(requested: str | None, model_device: str | int | torch.
 
 def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
                   output: Callable[[int, torch.dtype], torch.Tensor] | None = None) -> Iterator[tuple[int, torch.Tensor]]:
-    """(first element, values in the output dtype) covering a merged tensor's flat data in order, a
-    block of tiles at a time. Values go into `output(count, dtype)` (default: a buffer on the merge
-    device reused for every block), so each item is only valid until the next is taken.
+    """(first element, values in the output dtype) covering a merged tensor's flat data, a block of
+    tiles at a time (in order, unless vocabulary rows are paired: then each block's stretches of
+    consecutive VLM rows, and after them the VLM's rows that kept its values). Values go into
+    `output(count, dtype)` (default: a buffer on the merge device reused for every block), so each
+    item is only valid until the next is taken.
 
     On the CPU, tiles that the method may combine in any order are combined two at a time, on two
     threads (torch itself running single-threaded meanwhile).
@@ -56,12 +57,15 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
         state = method.prepare(stream, entry.params)
         several = stream.numel > stream.block  # smaller tensors are not worth the hand-offs
         workers = CPU_WORKERS if buffers.device.type == "cpu" and several and method.any_order(state) else 1
-        yield from _combined_blocks(method, entry, stream, state, output, workers)
+        for block_start, block in _combined_blocks(method, entry, stream, state, output, workers):
+            for target, offset, count in stream.placements(block_start, block.numel()):
+                yield target, block[offset:offset + count]
     source = plan.vlm.tensors[entry.name]
-    for start in range(stream.numel, entry.numel, READ_BLOCK):  # rows beyond the shared vocabulary
-        count = min(READ_BLOCK, entry.numel - start)
-        raw = plan.vlm.read_into(entry.name, start, torch.empty(count * itemsize(source.dtype), dtype=torch.uint8))
-        yield start, output(count, entry.out_dtype).copy_(raw.view(source.dtype))
+    for first, stop in stream.unmerged_ranges():  # vocabulary rows without a partner in every input
+        for start in range(first, stop, READ_BLOCK):
+            count = min(READ_BLOCK, stop - start)
+            raw = plan.vlm.read_into(entry.name, start, torch.empty(count * itemsize(source.dtype), dtype=torch.uint8))
+            yield start, output(count, entry.out_dtype).copy_(raw.view(source.dtype))
 
 
 def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, output, workers: int
@@ -102,7 +106,7 @@ def merge_tensor(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers | Non
     buffers = buffers or ChunkBuffers(device or "cpu")
     out = torch.empty(entry.shape, dtype=entry.out_dtype, device=device or buffers.device)
     flat, position = out.view(-1), 0
-    direct = flat.device == buffers.device
+    direct = flat.device == buffers.device and entry.pairing is None  # blocks then come in order
 
     def next_slice(count: int, dtype: torch.dtype) -> torch.Tensor:  # blocks come in order
         nonlocal position

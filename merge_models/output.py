@@ -18,6 +18,7 @@ import yaml
 from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
 from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
+from merge_models.portable import relative_to_folder
 from merge_models.safetensors_writer import ShardWriter, tensor_bytes
 from merge_models.streaming import ChunkBuffers
 
@@ -91,8 +92,7 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True, device:
         index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(file_of.items()))}
         (out_dir / INDEX).write_text(json.dumps(index, indent=2))
     _copy_support_files(plan, out_dir)
-    (out_dir / RECIPE_FILE).write_text(recipe_yaml(plan))
-    (out_dir / "README.md").write_text(model_card(plan))
+    write_descriptions(plan, out_dir)
     manifest = {**plan.record(), "versions": versions(), "created": _now(), "files": file_digests(out_dir, layout)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
@@ -180,17 +180,34 @@ def verify_checkpoint(out_dir: Path, recipe_hash: str) -> str | None:
     return None
 
 
-def recipe_yaml(plan: MergePlan) -> str:
-    """The normalised recipe as YAML, loadable again as a recipe."""
+def write_descriptions(plan: MergePlan, out_dir: Path) -> None:
+    """The model card and the recipe of a merged checkpoint, naming local inputs relative to `out_dir` (which
+    must sit where the checkpoint will: its final folder or a sibling of it)."""
+    (out_dir / RECIPE_FILE).write_text(recipe_yaml(plan, out_dir))
+    (out_dir / "README.md").write_text(model_card(plan, out_dir))
+
+
+def recipe_yaml(plan: MergePlan, folder: Path) -> str:
+    """The normalised recipe as YAML, loadable again as a recipe from `folder`: local checkpoints are named
+    relative to it (never by an absolute path), with their content identities in the header."""
+    recipe = plan.portable_recipe()
+    refs = {"vlm": recipe["vlm"], "base": recipe["base"], **{f"sources[{i}]": ref
+                                                            for i, ref in enumerate(recipe["sources"])}}
     header = f"# merged-vlm recipe, normalised; recipe_hash {plan.recipe_hash}\n"
-    return header + yaml.safe_dump(plan.recipe.normalized(), sort_keys=False)
+    for checkpoint in plan.checkpoints():
+        if checkpoint.hub_identity is None and refs.get(checkpoint.field) is not None:
+            refs[checkpoint.field]["model"] = relative_to_folder(checkpoint.path, folder)
+            header += f"# {checkpoint.field}: local checkpoint {json.dumps(checkpoint.identity)}\n"
+    return header + yaml.safe_dump(recipe, sort_keys=False)
 
 
-def model_card(plan: MergePlan) -> str:
-    """A Hugging Face model card stating the recipe, its hash, the inputs and the versions."""
+def model_card(plan: MergePlan, folder: Path) -> str:
+    """A Hugging Face model card stating the recipe, its hash, the inputs and the versions (local inputs by
+    their names relative to their repository; the recipe as `recipe_yaml(plan, folder)`)."""
     recipe = plan.recipe
+    portable = plan.portable_recipe()
     front = {
-        "base_model": [recipe.vlm.model] + [s.model for s in recipe.sources],
+        "base_model": [portable["vlm"]["model"]] + [s["model"] for s in portable["sources"]],
         "library_name": "transformers",
         "tags": ["merge", "merged-vlm", plan.method.name],
     }
@@ -208,7 +225,7 @@ def model_card(plan: MergePlan) -> str:
         f"- output dtype: {dtype_name(plan.out_dtype)}\n- made with: {vers}\n\n"
         f"## Inputs\n\n| role | checkpoint | identity |\n|---|---|---|\n{inputs}\n\n"
         f"## What was merged\n\n| module | action | tensors | parameters |\n|---|---|---|---|\n{rows}\n\n"
-        f"## Recipe\n\n```yaml\n{recipe_yaml(plan)}```\n"
+        f"## Recipe\n\n```yaml\n{recipe_yaml(plan, folder)}```\n"
     )
 
 

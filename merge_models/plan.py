@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import re
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable, Literal
 
 import torch
@@ -16,13 +18,16 @@ from merge_models.checkpoint import Checkpoint, dtype_name, open_checkpoint
 from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
+from merge_models.portable import portable_name
 from merge_models.recipe import Recipe
 from merge_models.schedule import resolve
+from merge_models.vocab import RowPairing, has_tokenizer, pair_by_index, pair_by_token, token_ids
 
 ENGINE_FORMAT = 1
 VOCAB_TENSORS = ("embed_tokens", "lm_head")
 Action = Literal["merge", "keep", "exclude", "vision", "other"]
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+logger = logging.getLogger("merged_vlm")
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,8 @@ class TensorPlan:
 
     action: merge (combined by the method), keep (language tensor left as the VLM's by the
     layer range, layer swap or module filter), exclude (left by `exclude`), vision (vision
-    tower or projector), other (anything else the VLM holds; copied).
+    tower or projector), other (anything else the VLM holds; copied). A merged embedding or
+    output head merges only the rows of `pairing`; its other rows stay the VLM's.
     """
 
     name: str
@@ -42,7 +48,7 @@ class TensorPlan:
     shape: tuple[int, ...]
     out_dtype: torch.dtype
     params: TensorParams | None = None
-    rows: int | None = None
+    pairing: RowPairing | None = None  # vocabulary tensors: the rows that merge, paired by token
 
     @property
     def numel(self) -> int:
@@ -66,16 +72,36 @@ class MergePlan:
     recipe_hash: str
     num_layers: int
     unused_source_tensors: int
+    warnings: list[str] = field(default_factory=list)
 
-    def record(self) -> dict[str, Any]:
-        """The normalised recipe, its hash and the identity of every input (for outputs and results)."""
+    def record(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The normalised recipe, its hash and the identity of every input (the base too, used or not), for
+        outputs and results. Local checkpoints are named portably (merge_models.portable): relative to their
+        repository, else to `relative_to` (the recipe's folder)."""
         inputs = {c.field: c.identity for c in self.checkpoints()}
         merged = len(self.merged())
-        return {"recipe_hash": self.recipe_hash, "recipe": self.recipe.normalized(), "inputs": inputs,
+        return {"recipe_hash": self.recipe_hash, "recipe": self.portable_recipe(relative_to), "inputs": inputs,
                 "engine_format": ENGINE_FORMAT, "merged_tensor_count": merged, "baseline": merged == 0}
 
+    def portable_recipe(self, relative_to: Path | None = None) -> dict[str, Any]:
+        """The normalised recipe with every local checkpoint named without this machine's absolute path."""
+        recipe = self.recipe.normalized()
+        refs = [("vlm", recipe["vlm"]), ("base", recipe["base"])] + [(f"sources[{i}]", ref)
+                                                                     for i, ref in enumerate(recipe["sources"])]
+        checkpoints = {c.field: c for c in self.checkpoints()}
+        for field, ref in refs:
+            checkpoint = checkpoints.get(field)
+            if ref is not None and checkpoint is not None and checkpoint.hub_identity is None:
+                ref["model"] = portable_name(checkpoint.path, relative_to)
+        return recipe
+
     def checkpoints(self) -> list[Checkpoint]:
+        """Every opened input: the VLM, the base (when the recipe names one) and the sources."""
         return [self.vlm] + ([self.base] if self.base else []) + self.sources
+
+    def read_checkpoints(self) -> list[Checkpoint]:
+        """The inputs the merge reads: the base only when the method works on task vectors."""
+        return [self.vlm] + ([self.base] if self.base and self.method.needs_base else []) + self.sources
 
     def merged(self) -> list[TensorPlan]:
         return [t for t in self.tensors if t.action == "merge"]
@@ -86,24 +112,34 @@ class MergePlan:
 
 
 def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoint) -> MergePlan:
-    """Open every checkpoint (through `opener`), check compatibility and decide each tensor's fate."""
+    """Open every checkpoint (through `opener`), check compatibility and decide each tensor's fate.
+
+    A base the method does not use (linear) is opened too, without `opener` (no preloading): its identity
+    is recorded and `merged-vlm layers --stats` measures task vectors against it; the merge never reads it.
+    """
     info = method_info(recipe.merge_method)
     vlm = opener(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
-    base = opener(recipe.base, "base", recipe.allow_pickle) if info.needs_base and recipe.base else None
+    base = None
+    if recipe.base is not None:
+        base = (opener if info.needs_base else open_checkpoint)(recipe.base, "base", recipe.allow_pickle)
     sources = [opener(s, f"sources[{i}]", recipe.allow_pickle) for i, s in enumerate(recipe.sources)]
     others = ([base] if base else []) + sources
     _check_configs(vlm, others)
-    num_layers = int(vlm.text_config.get("num_hidden_layers") or _count_layers(vlm))
+    num_layers = int(vlm.language.num_hidden_layers or _count_layers(vlm))
     _check_layer_bounds(recipe, num_layers)
     out_dtype = _output_dtype(recipe, vlm)
     canonical_maps = {c.field: c.canonical_map for c in others}
     ordered = sorted(vlm.tensors.values(), key=lambda m: (str(m.file), m.start))
-    tensors = [_plan_tensor(recipe, info, vlm, others, canonical_maps, meta.name, num_layers, out_dtype)
+    vocabulary = VocabularyPairing(recipe, vlm, others)
+    tensors = [_plan_tensor(recipe, info, vlm, others, canonical_maps, meta.name, num_layers, out_dtype, vocabulary)
                for meta in ordered]
     used = {t.canonical for t in tensors if t.action == "merge"}
     unused = sum(len(set(canonical_maps[s.field]) - used) for s in sources)
-    plan = MergePlan(recipe, info, vlm, base, sources, tensors, out_dtype, "", num_layers, unused)
+    notes = setting_warnings(recipe, vlm, others) + vocabulary.warnings
+    plan = MergePlan(recipe, info, vlm, base, sources, tensors, out_dtype, "", num_layers, unused, notes)
     plan.recipe_hash = recipe_hash(recipe, plan)
+    for line in notes:
+        logger.warning("merge plan: %s", line)
     return plan
 
 
@@ -115,29 +151,75 @@ def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:
     """
     doc = recipe.normalized()
     doc.pop("name", None)
+    for key, default in _legacy_conventions(doc).items():  # hashes of recipes that predate the fields stay
+        if doc.get(key) in (None, default):
+            doc.pop(key, None)
     doc["vlm"]["model"] = plan.vlm.identity
-    doc["base"] = {**doc["base"], "model": plan.base.identity} if plan.base else None
+    doc["base"] = {**doc["base"], "model": plan.base.identity} if plan.base and plan.method.needs_base else None
     for ref, checkpoint in zip(doc["sources"], plan.sources):
         ref["model"] = checkpoint.identity
     for ref in [doc["vlm"], doc["base"], *doc["sources"]]:
         if ref:
             ref.pop("revision", None)
+    pairings = {t.canonical: t.pairing for t in plan.merged() if t.pairing is not None}
+    if pairings:  # which rows merge depends on the tokenizers, which checkpoint identities may not cover
+        digest = hashlib.sha256()
+        for canonical, pairing in sorted(pairings.items()):
+            for which in [None, *sorted(pairing.other_rows)]:
+                digest.update(f"{canonical}\0{which}\0".encode() + pairing.rows(which).numpy().tobytes())
+        doc["vocab_rows"] = digest.hexdigest()
     doc["engine_format"] = ENGINE_FORMAT
     blob = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def _legacy_conventions(doc: dict[str, Any]) -> dict[str, Any]:
+    """The convention values every merge used before they became recipe fields."""
+    return {"sign_election": "weighted_sum", "disjoint_mean": "weights" if doc["normalize"] else "none",
+            "min_kept": 1, "task_vector_dtype": "float32"}
+
+
 def _check_configs(vlm: Checkpoint, others: list[Checkpoint]) -> None:
-    reference = vlm.text_config
+    """Hidden size and layer count must agree, compared as transformers resolves them (class defaults filled in)."""
+    reference = vlm.language
     for other in others:
-        config = other.text_config
+        config = other.language
         for key, label in (("hidden_size", "hidden size"), ("num_hidden_layers", "layer count")):
-            if key in reference and key in config and reference[key] != config[key]:
+            ours, theirs = getattr(reference, key), getattr(config, key)
+            if ours is not None and theirs is not None and ours != theirs:
                 raise CheckpointError(
-                    f"{other.field}.model", f"{label} {config[key]} does not match the VLM's language model "
-                                            f"({reference[key]})",
+                    f"{other.field}.model", f"{label} {theirs} does not match the VLM's language model ({ours})",
                     "merge only models tuned from the same base LLM",
                 )
+
+
+def setting_warnings(recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint]) -> list[str]:
+    """One line per input whose RoPE settings or vocabulary size differ from the VLM's language model."""
+    models = {"vlm": recipe.vlm.model, "base": recipe.base.model if recipe.base else None,
+              **{f"sources[{i}]": s.model for i, s in enumerate(recipe.sources)}}
+    lines = []
+    reference = vlm.language
+    for other in others:
+        config = other.language
+        settings = {**config.rope(), "vocab_size": config.vocab_size}
+        ours = {**reference.rope(), "vocab_size": reference.vocab_size}
+        differ = [f"{key} {_show(settings[key])} vs {_show(ours[key])}" for key in settings
+                  if settings[key] != ours[key] and not (key == "vocab_size" and None in (settings[key], ours[key]))]
+        if differ:
+            lines.append(f"{other.field} ({_short(models[other.field])}) differs from the VLM "
+                         f"({_short(models['vlm'])}): {'; '.join(differ)}; the merged model keeps the VLM's settings")
+    return lines
+
+
+def _short(model: str) -> str:
+    """A Hub id as is, a local directory by its name (no machine paths in messages meant for others)."""
+    return model if model.count("/") == 1 and not model.startswith((".", "/", "~")) else Path(model).name
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    return json.dumps(value, sort_keys=True) if isinstance(value, dict) else str(value)
 
 
 def _count_layers(vlm: Checkpoint) -> int:
@@ -168,7 +250,7 @@ def _output_dtype(recipe: Recipe, vlm: Checkpoint) -> torch.dtype:
 
 def _plan_tensor(recipe: Recipe, info: MethodInfo, vlm: Checkpoint, others: list[Checkpoint],
                  canonical_maps: dict[str, dict[str, str]], name: str, num_layers: int,
-                 out_dtype: torch.dtype) -> TensorPlan:
+                 out_dtype: torch.dtype, vocabulary: VocabularyPairing) -> TensorPlan:
     meta = vlm.tensors[name]
     dtype = out_dtype if meta.dtype.is_floating_point else meta.dtype
     canonical = vlm.adapter.canonical(name)
@@ -181,9 +263,15 @@ def _plan_tensor(recipe: Recipe, info: MethodInfo, vlm: Checkpoint, others: list
     if kept is not None:
         action, reason = kept
         return TensorPlan(name, action, reason, canonical, layer, meta.shape, dtype)
-    rows = _check_shapes(recipe, canonical, meta.shape, others, canonical_maps)
+    _check_shapes(recipe, canonical, meta.shape, others, canonical_maps)
     params = _tensor_params(recipe, canonical, layer, num_layers)
-    return TensorPlan(name, "merge", info.name, canonical, layer, meta.shape, dtype, params, rows)
+    if not any(v in canonical for v in VOCAB_TENSORS):
+        return TensorPlan(name, "merge", info.name, canonical, layer, meta.shape, dtype, params)
+    limits = {o.field: o.tensors[canonical_maps[o.field][canonical]].shape[0] for o in others}
+    pairing = vocabulary.for_tensor(meta.shape[0], limits)
+    how = "by token" if pairing.by_token else "by index (no tokenizers)"
+    reason = f"{info.name}; {len(pairing)} of {meta.shape[0]} rows paired {how}, the rest the VLM's"
+    return TensorPlan(name, "merge", reason, canonical, layer, meta.shape, dtype, params, pairing)
 
 
 def _kept_reason(recipe: Recipe, canonical: str, layer: int | None) -> tuple[Action, str] | None:
@@ -200,8 +288,7 @@ def _kept_reason(recipe: Recipe, canonical: str, layer: int | None) -> tuple[Act
 
 
 def _check_shapes(recipe: Recipe, canonical: str, shape: tuple[int, ...], others: list[Checkpoint],
-                  canonical_maps: dict[str, dict[str, str]]) -> int | None:
-    rows: int | None = None
+                  canonical_maps: dict[str, dict[str, str]]) -> None:
     for other in others:
         other_name = canonical_maps[other.field].get(canonical)
         if other_name is None:
@@ -212,13 +299,42 @@ def _check_shapes(recipe: Recipe, canonical: str, shape: tuple[int, ...], others
             continue
         is_vocab = any(v in canonical for v in VOCAB_TENSORS) and other_shape[1:] == shape[1:]
         if is_vocab and recipe.shared_vocab_rows:
-            rows = min(rows or shape[0], other_shape[0], shape[0])
             continue
         fix = ("keep `exclude: [embed_tokens, lm_head]` or set `shared_vocab_rows: true`" if is_vocab
                else "merge only models tuned from the same base LLM")
         raise CheckpointError(f"{other.field}.model", f"tensor {canonical} has shape {list(other_shape)} but the "
                                                       f"VLM's is {list(shape)}", fix)
-    return rows
+
+
+class VocabularyPairing:
+    """The VLM's vocabulary rows paired with every other input's, worked out when a vocabulary tensor first merges.
+
+    Rows pair by token string through the checkpoints' tokenizers. Checkpoints without any
+    tokenizer (synthetic ones) pair by index, with a warning; a tokenizer on only some is an error.
+    """
+
+    def __init__(self, recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint]) -> None:
+        self.recipe, self.vlm, self.others = recipe, vlm, others
+        self.warnings: list[str] = []
+        self._by_token: RowPairing | None = None
+
+    def for_tensor(self, vlm_rows: int, limits: dict[str, int]) -> RowPairing:
+        """The pairs whose rows exist in a vocabulary tensor of `vlm_rows` rows (`limits`: the others' row counts)."""
+        inputs = [self.vlm, *self.others]
+        missing = [c for c in inputs if not has_tokenizer(c.path)]
+        if len(missing) == len(inputs):
+            if not self.warnings:
+                self.warnings.append("no input carries a tokenizer, so embedding and head rows are paired by index")
+            return pair_by_index(min(vlm_rows, *limits.values()), [o.field for o in self.others])
+        if missing:
+            raise CheckpointError(f"{missing[0].field}.model", f"{missing[0].path} has no tokenizer files, so its "
+                                  "embedding rows cannot be paired with the other inputs' by token",
+                                  "add its tokenizer or keep `exclude: [embed_tokens, lm_head]`")
+        if self._by_token is None:
+            trust = self.recipe.trust_remote_code
+            vocabularies = {c.field: token_ids(c.path, c.field, trust) for c in self.others}
+            self._by_token = pair_by_token(token_ids(self.vlm.path, self.vlm.field, trust), vocabularies)
+        return self._by_token.within(vlm_rows, limits)
 
 
 def _tensor_params(recipe: Recipe, canonical: str, layer: int | None, num_layers: int) -> TensorParams:
@@ -231,9 +347,14 @@ def _tensor_params(recipe: Recipe, canonical: str, layer: int | None, num_layers
     global_density = value(recipe.density, 1.0)
     densities = tuple(value(r.density, global_density) for r in refs)
     extra = {k: (v if isinstance(v, bool) else value(v)) for k, v in recipe.mergekit_parameters.items()}
+    conventions = recipe.conventions()
+    rounding, min_kept = conventions["task_vector_dtype"], conventions["min_kept"]
     return TensorParams(weights=weights, densities=densities, lam=value(recipe.lambda_, 1.0),
                         normalize=recipe.effective_normalize(), rescale=recipe.rescale, gamma=recipe.gamma,
-                        seed=recipe.seed, name=canonical, extra=extra)
+                        seed=recipe.seed, name=canonical, extra=extra,
+                        sign_election=conventions["sign_election"] or "weighted_sum",
+                        disjoint_mean=conventions["disjoint_mean"], min_kept=1 if min_kept is None else min_kept,
+                        task_vector_dtype=DTYPES[rounding] if rounding not in (None, "float32") else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +398,7 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
     from merge_models.streaming import working_bytes  # streaming builds on this module
 
     working = working_bytes(plan)
-    read_bytes = sum(c.tensors[n].nbytes for c in plan.checkpoints() for n in c.tensors)
+    read_bytes = sum(c.tensors[n].nbytes for c in plan.read_checkpoints() for n in c.tensors)
     return {
         "tensors": dict(counts),
         "merged_params": sum(t.numel for t in plan.merged()),
@@ -287,6 +408,8 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
         "out_dtype": dtype_name(plan.out_dtype),
         "layers": plan.num_layers,
         "unused_source_tensors": plan.unused_source_tensors,
+        "vocab_rows_paired": {t.canonical: len(t.pairing) for t in plan.merged() if t.pairing is not None},
+        "warnings": list(plan.warnings),
     }
 
 

@@ -3,20 +3,30 @@
 from __future__ import annotations
 
 import copy
+import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal, Union
+from typing import Any, Literal, Union, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from merge_models.errors import RecipeError
-from merge_models.methods.registry import LAYER_SWAP, NATIVE_METHODS, is_mergekit, method_info
+from merge_models.methods.registry import LAYER_SWAP, NATIVE_METHODS, MethodInfo, is_mergekit, method_info
 from merge_models.schedule import FilterRule, ParamValue, all_numbers, has_default_rule, to_plain
 
 DEFAULT_EXCLUDE = ("embed_tokens", "lm_head")
 RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DType = Literal["bfloat16", "float16", "float32"]
+SignElection = Literal["weighted_sum", "unweighted_sum", "count"]
+DisjointMean = Literal["weights", "count", "none"]
+# Methods that elect signs (TIES' consensus step) and the one that trims by magnitude (top-k).
+SIGN_ELECTING = ("ties", "dare_ties", "breadcrumbs_ties")
+TOPK_TRIMMING = ("ties",)
+# Methods that add weighted task vectors (base + lambda * sum_i w_i tau_i, sparsified or not): a negative
+# weight there is task negation. Sign-electing methods take a vote that a negative weight would flip.
+NEGATABLE_METHODS = ("task_arithmetic", "dare_linear", "breadcrumbs")
+DOCS = "docs/recipes.md"
 
 
 class ModelRef(BaseModel):
@@ -50,7 +60,7 @@ class LayerSwap(BaseModel):
 
 
 class Recipe(BaseModel):
-    """A validated merge recipe. See README.md, 'Recipe reference'."""
+    """A validated merge recipe. Every field is described in docs/recipes.md."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
 
@@ -71,6 +81,10 @@ class Recipe(BaseModel):
     shared_vocab_rows: bool = False
     seed: int = 0
     dtype: DType | None = None
+    sign_election: SignElection | None = None
+    disjoint_mean: DisjointMean | None = None
+    min_kept: int | None = Field(None, ge=0)
+    task_vector_dtype: DType | None = None
     allow_pickle: bool = False
     trust_remote_code: bool = False
     mergekit_parameters: dict[str, Union[bool, ParamValue]] = Field(default_factory=dict)
@@ -95,6 +109,7 @@ class Recipe(BaseModel):
     def _consistent(self) -> "Recipe":
         _check_method(self)
         _check_parameters(self)
+        _check_conventions(self)
         return self
 
     @property
@@ -111,7 +126,30 @@ class Recipe(BaseModel):
         return 1.0
 
     def effective_normalize(self) -> bool:
-        return self.normalize if self.normalize is not None else method_info(self.merge_method).default_normalize
+        if self.normalize is not None:
+            return self.normalize
+        if self.disjoint_mean is not None:
+            return self.disjoint_mean != "none"
+        return method_info(self.merge_method).default_normalize
+
+    def conventions(self) -> dict[str, Any]:
+        """The TIES/DARE conventions in force, defaults resolved; None where the method has no such step.
+
+        sign_election: the sum that elects each entry's sign (mergekit: the weighted sum);
+        disjoint_mean: what the sum of agreeing entries is divided by (mergekit: their weights when
+        normalising); min_kept: the least number of entries TIES trimming keeps (mergekit: 1);
+        task_vector_dtype: the dtype inputs and task vectors are rounded to (float32: no rounding).
+        """
+        method = self.merge_method
+        electing = method in SIGN_ELECTING
+        native = method in NATIVE_METHODS and NATIVE_METHODS[method].needs_base
+        mean = self.disjoint_mean or ("weights" if self.effective_normalize() else "none")
+        return {
+            "sign_election": (self.sign_election or "weighted_sum") if electing else None,
+            "disjoint_mean": mean if electing else None,
+            "min_kept": (1 if self.min_kept is None else self.min_kept) if method in TOPK_TRIMMING else None,
+            "task_vector_dtype": (self.task_vector_dtype or "float32") if native else None,
+        }
 
     def normalized(self) -> dict[str, Any]:
         """Every field with defaults resolved, in a canonical JSON-ready form (without `merge_device`,
@@ -123,6 +161,7 @@ class Recipe(BaseModel):
         data["lambda"] = to_plain(self.lambda_)
         data["density"] = to_plain(self.density)
         data["normalize"] = self.effective_normalize()
+        data.update(self.conventions())
         data["layers"] = list(self.layers) if self.layers else None
         data["mergekit_parameters"] = {k: v if isinstance(v, bool) else to_plain(v)
                                        for k, v in sorted(self.mergekit_parameters.items())}
@@ -176,8 +215,7 @@ def _check_parameters(recipe: Recipe) -> None:
             raise RecipeError(f"{field}.weight", "missing",
                               "give the reasoning LLM's weight, e.g. 0.1 (the paper's linear merge uses VLM 0.9, LLM 0.1)")
         if any(w < 0 for w in all_numbers(ref.weight)):
-            raise RecipeError(f"{field}.weight", f"must not be negative, got {to_plain(ref.weight)}",
-                              "use a weight >= 0")
+            _check_negative_weight(recipe, info, f"{field}.weight", ref.weight)
         if not has_default_rule(ref.weight):
             raise RecipeError(f"{field}.weight", "every rule has a filter, so some tensors get no weight",
                               "add a last rule without `filter`")
@@ -201,6 +239,41 @@ def _check_parameters(recipe: Recipe) -> None:
             if key not in accepted:
                 raise RecipeError(f"mergekit_parameters.{key}", f"not a parameter of {recipe.merge_method}",
                                   f"accepted: {', '.join(sorted(accepted)) or 'none'}")
+
+
+def _check_conventions(recipe: Recipe) -> None:
+    """The TIES/DARE convention fields apply only to methods with the step they name, and agree with normalize."""
+    method = recipe.merge_method
+    needs = {"sign_election": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
+             "disjoint_mean": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
+             "min_kept": (TOPK_TRIMMING, "ties"),
+             "task_vector_dtype": (tuple(n for n, m in NATIVE_METHODS.items() if m.needs_base),
+                                   "a native task-vector method (task_arithmetic, ties, dare_*, breadcrumbs*)")}
+    for field, (methods, which) in needs.items():
+        if getattr(recipe, field) is not None and method not in methods:
+            raise RecipeError(field, f"has no effect with method {method}", f"remove it or use {which}")
+    mean = recipe.disjoint_mean
+    if mean is not None and recipe.normalize is not None and recipe.normalize != (mean != "none"):
+        raise RecipeError("disjoint_mean", f"{mean!r} contradicts `normalize: {str(recipe.normalize).lower()}`",
+                          "remove `normalize` (disjoint_mean says what the agreeing entries are divided by)")
+def _check_negative_weight(recipe: Recipe, info: MethodInfo, field: str, weight: ParamValue) -> None:
+    """Task negation: a negative weight subtracts a task vector, so only methods that add weighted task
+    vectors accept one; elsewhere it is meaningless, and the error says why."""
+    method, got = recipe.merge_method, f"got {to_plain(weight)}"
+    if not info.needs_base:
+        raise RecipeError(field, f"must not be negative with method {method}, {got}: it averages whole models, "
+                                 "so a negative weight subtracts a model, not a skill",
+                          f"for task negation use {', '.join(NEGATABLE_METHODS)} with `base:`")
+    if method not in NEGATABLE_METHODS:
+        raise RecipeError(field, f"must not be negative with method {method}, {got}: it elects each entry's sign "
+                                 "from the weighted task vectors, so a negative weight flips votes instead of "
+                                 "subtracting a task" if method in SIGN_ELECTING else
+                          f"must not be negative with method {method}, {got}: merged-vlm cannot tell what it does "
+                          "with one", f"for task negation use {', '.join(NEGATABLE_METHODS)}")
+    if recipe.effective_normalize():
+        raise RecipeError(field, f"must not be negative with `normalize: true`, {got}: dividing by the sum of the "
+                                 "weights makes a negative weight rescale every task vector",
+                          "set `normalize: false` (the default of these methods)")
 
 
 def _check_density(field: str, value: ParamValue | None, used: bool, method: str) -> None:
@@ -307,14 +380,15 @@ def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str
 
 
 def _one_line(exc: ValidationError) -> RecipeError:
-    error = exc.errors()[0]
+    errors = exc.errors()
+    error = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])  # a typo explains a "missing"
     loc = [str(p) for p in error["loc"] if not str(p).startswith(("function-", "list[", "union[", "float", "json"))]
     field = ".".join(loc).replace(".[", "[") or "(top level)"
     field = _bracket_indices(field)
     kind = error["type"]
     value = error.get("input")
     if kind == "extra_forbidden":
-        return RecipeError(field, "is not a recipe field", "check the spelling; see README 'Recipe reference'")
+        return _unknown_field(field, error["loc"])
     if kind == "too_short" and field == "sources":
         return RecipeError(field, "needs at least one reasoning LLM", "add `- {model: <id or dir>, weight: 0.1}`")
     if kind == "missing":
@@ -324,6 +398,45 @@ def _one_line(exc: ValidationError) -> RecipeError:
                                   f"{{filter, value}} rules, got {value!r}", "write e.g. 0.5")
     message = error["msg"].removeprefix("Value error, ")
     return RecipeError(field, message, "")
+
+
+def _unknown_field(field: str, loc: tuple) -> RecipeError:
+    """"unknown field 'methd' (did you mean 'method'?)", the candidates read from the schema at that place."""
+    key = str(loc[-1])
+    known = _field_names(_schema_at(loc[:-1]))
+    close = difflib.get_close_matches(key, known, n=1, cutoff=0.6)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    listed = "" if close else f"; fields here: {', '.join(known)}"
+    return RecipeError(field, f"unknown field {key!r}{hint}{listed}", f"see {DOCS}")
+
+
+def _schema_at(path: tuple) -> type[BaseModel]:
+    """The model class that validates the mapping at `path` (list indices skipped)."""
+    model: type[BaseModel] = Recipe
+    for part in path:
+        if isinstance(part, int):
+            continue
+        info = model.model_fields.get(str(part)) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None)
+        nested = _model_in(info.annotation) if info is not None else None
+        if nested is None:
+            break
+        model = nested
+    return model
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for argument in get_args(annotation):
+        found = _model_in(argument)
+        if found is not None:
+            return found
+    return None
+
+
+def _field_names(model: type[BaseModel]) -> list[str]:
+    return [info.alias or name for name, info in model.model_fields.items()]
 
 
 def _bracket_indices(field: str) -> str:

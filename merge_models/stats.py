@@ -59,7 +59,7 @@ def task_vector_stats(plan: MergePlan, modules: list[str]) -> list[LayerStats]:
             continue
         total = sums.setdefault((entry.layer, group), _Sums([0.0] * inputs, [0.0] * inputs, [0] * inputs,
                                                              [0] * inputs))
-        for _, _, chunk, base in TensorStream(plan, entry, buffers, CHUNK_ELEMENTS).chunks():
+        for _, _, chunk, base in TensorStream(plan, entry, buffers, CHUNK_ELEMENTS, with_base=True).chunks():
             taus = [x.sub_(base) for x in chunk]
             for i, tau in enumerate(taus):
                 total.squares[i] += float(tau.square().sum())

@@ -17,6 +17,7 @@ import torch
 from merge_models.checkpoint import Checkpoint
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import shared_pool
+from merge_models.vocab import runs
 
 # Part of the engine's format: DARE masks are seeded, and its l1 sums taken, per block of this many elements.
 CHUNK_ELEMENTS = 1 << 21
@@ -104,7 +105,7 @@ def working_bytes(plan: MergePlan, device: torch.device | str = "cpu") -> int:
     merged = plan.merged()
     if not merged:
         return 0
-    streams = 1 + len(plan.sources) + (1 if plan.base else 0)
+    streams = 1 + len(plan.sources) + (1 if plan.base and plan.method.needs_base else 0)
     method = plan.method.impl
     largest = max(entry.numel for entry in merged)
     tile = tile_elements(torch.device(device), method.chunked, method.fixed_tiles) or largest
@@ -125,21 +126,31 @@ class TensorStream:
     """The inputs of one merged tensor (VLM, sources, base) as float32 tiles on the merge device.
 
     Tiled streams yield flat tiles of `tile` elements, read in blocks of `block`; whole streams
-    (tile None) yield one tile holding each input in its own shape. Only the first `numel`
-    elements merge (fewer with shared vocab rows); yielded tensors stay valid while the next tile
-    is decoded and are overwritten by the one after.
+    (tile None) yield one tile holding each input in its own shape. A vocabulary tensor with a row
+    pairing streams only the paired rows, each input's rows gathered in pair order; `placements`
+    and `unmerged_ranges` say where merged values go in the VLM's tensor and which of its elements
+    stay the VLM's. Yielded tensors stay valid while the next tile is decoded and are overwritten
+    by the one after.
     """
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, tile: int | None) -> None:
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers, tile: int | None,
+                 with_base: bool | None = None) -> None:
+        """`with_base`: stream the base too (default: when the method works on task vectors)."""
         assert entry.canonical is not None
         self.sources: list[tuple[Checkpoint, str]] = [(plan.vlm, entry.name)]
         self.sources += [(s, s.canonical_map[entry.canonical]) for s in plan.sources]
-        if plan.base:
+        wanted = plan.method.needs_base if with_base is None else with_base
+        self.has_base = plan.base is not None and wanted
+        if self.has_base:
             self.sources.append((plan.base, plan.base.canonical_map[entry.canonical]))
-        self.has_base = plan.base is not None
-        row = entry.numel // entry.shape[0] if entry.shape else 1
-        self.numel = entry.rows * row if entry.rows is not None else entry.numel
-        self.shape = (entry.rows, *entry.shape[1:]) if entry.rows is not None else entry.shape
+        self.row = entry.numel // entry.shape[0] if entry.shape else 1
+        self.entry_numel = entry.numel
+        pairing = entry.pairing
+        self.numel = len(pairing) * self.row if pairing is not None else entry.numel
+        self.shape = (len(pairing), *entry.shape[1:]) if pairing is not None else entry.shape
+        self.vlm_runs = runs(pairing.vlm_rows) if pairing is not None else None
+        fields = [None, *(checkpoint.field for checkpoint, _ in self.sources[1:])]  # None: the VLM's rows
+        self.input_runs = [None if pairing is None else runs(pairing.rows(f)) for f in fields]
         self.buffers = buffers
         self.device = buffers.device
         self.tile = tile or max(self.numel, 1)
@@ -200,14 +211,53 @@ class TensorStream:
         span = self.numel - length
         starts = sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
         values = []
-        for checkpoint, name in self.sources:
+        for slot, (checkpoint, name) in enumerate(self.sources):
             dtype = checkpoint.tensors[name].dtype
             size = length * itemsize(dtype)
             raw = torch.empty(len(starts) * size, dtype=torch.uint8)
             for k, start in enumerate(starts):
-                checkpoint.read_into(name, start, raw[k * size:(k + 1) * size])
+                self._read_range(slot, start, raw[k * size:(k + 1) * size])
             values.append(raw.view(dtype).to(self.device, torch.float32))
         return self._split(values)
+
+    def placements(self, start: int, count: int) -> list[tuple[int, int, int]]:
+        """(element in the VLM's tensor, offset in the block, length) for merged values of streamed
+        elements [start, start + count)."""
+        if self.vlm_runs is None:
+            return [(start, 0, count)]
+        return [(target, offset, length) for offset, target, length in self._pieces(self.vlm_runs, start, count)]
+
+    def unmerged_ranges(self) -> list[tuple[int, int]]:
+        """[first, stop) element ranges of the VLM's tensor that no merged row covers (they keep its values)."""
+        if self.vlm_runs is None:
+            return []
+        out, position = [], 0
+        for _, row, length in self.vlm_runs:
+            if row * self.row > position:
+                out.append((position, row * self.row))
+            position = (row + length) * self.row
+        if position < self.entry_numel:
+            out.append((position, self.entry_numel))
+        return out
+
+    def _pieces(self, row_runs: list[tuple[int, int, int]], start: int, count: int) -> Iterator[tuple[int, int, int]]:
+        """(offset from `start`, element in the input, length) covering the streamed elements [start, start + count)."""
+        stop = start + count
+        for first_pair, first_row, length in row_runs:
+            lo, hi = max(first_pair * self.row, start), min((first_pair + length) * self.row, stop)
+            if lo < hi:
+                yield lo - start, first_row * self.row + (lo - first_pair * self.row), hi - lo
+
+    def _read_range(self, slot: int, start: int, raw: torch.Tensor) -> torch.Tensor:
+        """The raw bytes of input `slot`'s streamed elements from `start` on, as many as `raw` holds."""
+        checkpoint, name = self.sources[slot]
+        row_runs = self.input_runs[slot]
+        if row_runs is None:
+            return checkpoint.read_into(name, start, raw)
+        size = itemsize(checkpoint.tensors[name].dtype)
+        for offset, element, length in self._pieces(row_runs, start, raw.numel() // size):
+            checkpoint.read_into(name, element, raw[offset * size:(offset + length) * size])
+        return raw
 
     def _read(self, read_set: int, start: int) -> list[tuple[torch.Tensor, torch.dtype]]:
         count = min(self.block, self.numel - start)
@@ -215,7 +265,7 @@ class TensorStream:
         for slot, (checkpoint, name) in enumerate(self.sources):
             dtype = checkpoint.tensors[name].dtype
             raw = self.buffers.raw(read_set, slot, count * itemsize(dtype))
-            out.append((checkpoint.read_into(name, start, raw).view(dtype), dtype))
+            out.append((self._read_range(slot, start, raw).view(dtype), dtype))
         return out
 
     def _decode(self, raws: list[tuple[torch.Tensor, torch.dtype]], offset: int, count: int, parity: int,

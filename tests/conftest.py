@@ -62,12 +62,12 @@ def write_recipe(tmp_path: Path):
 
 @pytest.fixture
 def run_cli(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch):
-    """Run `merged-vlm ARGS` in-process; returns (exit code, stdout, stderr)."""
+    """Run `merged-vlm ARGS` in-process (in a terminal `columns` wide); returns (exit code, stdout, stderr)."""
     from harness_ext.cli import main
 
-    def run(*args: str) -> tuple[int, str, str]:
+    def run(*args: str, columns: int = 200) -> tuple[int, str, str]:
         monkeypatch.setattr(sys, "argv", ["merged-vlm", *map(str, args)])
-        monkeypatch.setenv("COLUMNS", "200")
+        monkeypatch.setenv("COLUMNS", str(columns))
         code = 0
         try:
             main()

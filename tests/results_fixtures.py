@@ -1,15 +1,20 @@
 """Real evaluation outputs for the results-layer tests (tests/test_results_*.py), made once per session.
 
-Two lmms-eval runs start together at the first test that needs them (each pays ~15 s of imports):
+Three lmms-eval runs start together at the first test that needs them (each pays ~15 s of imports):
 - "merged": `--model merged_vlm` on a tiny random Qwen2-VL family (linear, VLM 0.9, reasoning LLM 0.1),
   mvlm_probe, 6 documents per task (random weights: answers are wrong);
-- "scripted": lmms-eval's `from_log` backend replaying answers right where doc_id % 3 != 1 (13 of 20).
+- "scripted": lmms-eval's `from_log` backend replaying answers right where doc_id % 3 != 1, with
+  `--limit 20` (13 of 20);
+- "scripted_full": the same backend and logs on all 200 documents of each task (133 of 200), a
+  complete run of the same variant.
 Derived from them by editing the per-sample logs and recomputing the scores with the suite's own
 aggregations (`doctor`):
 - "wrong": the scripted run with wrong answers injected where doc_id % 3 == 0 (6 of 20 right), as a
   run of another from_log variant;
 - "doctored": the merged run with verdicts set by `doctored_right` and lambda 0.5 (another recipe hash),
-  so a merged variant has non-trivial scores.
+  so a merged variant has non-trivial scores;
+- "scripted_6": the scripted run cut to its first 6 documents (`--limit 6`, 4 of 6), a later run of the
+  same variant on the documents the merged runs answered.
 "lm_eval": an lm-eval 0.4.13 `--model merged_lm` output captured from a real run (tests/results_data).
 """
 
@@ -32,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = {"mvlm_probe_perception": ROOT / "tasks/probe/perception.parquet",
          "mvlm_probe_reasoning": ROOT / "tasks/probe/reasoning.parquet"}
 LM_EVAL_OUTPUT = Path(__file__).resolve().parent / "results_data" / "lm_eval"
-SCRIPTED_LIMIT, MERGED_LIMIT = 20, 6
+SCRIPTED_LIMIT, MERGED_LIMIT, PROBE_SIZE = 20, 6, 200
 DOCTORED_HASH = "d0c7012ed0c7012e"
 
 
@@ -50,10 +55,10 @@ def doctored_right(task: str, doc_id: int) -> bool:
 
 
 def _write_logs(folder: Path, right: Callable[[int], bool]) -> Path:
-    """from_log input: per probe task, the first SCRIPTED_LIMIT answers (right or a wrong word)."""
+    """from_log input: per probe task, an answer to every document (right or a wrong word)."""
     folder.mkdir()
     for task, parquet in PROBE.items():
-        answers = pq.read_table(parquet, columns=["answer"]).column("answer").to_pylist()[:SCRIPTED_LIMIT]
+        answers = pq.read_table(parquet, columns=["answer"]).column("answer").to_pylist()
         logs = [{"doc_id": i, "resps": [[answer if right(i) else "ZEBRA"]]} for i, answer in enumerate(answers)]
         payload = {"args": {"model": "scripted", "model_args": "", "limit": None},
                    "model_configs": {"task": task}, "time": "0101_0000", "logs": logs}
@@ -61,21 +66,23 @@ def _write_logs(folder: Path, right: Callable[[int], bool]) -> Path:
     return folder
 
 
-def _start(root: Path, name: str, model: str, model_args: str, limit: int, *extra: str) -> subprocess.Popen:
+def _start(root: Path, name: str, model: str, model_args: str, limit: int | None, *extra: str) -> subprocess.Popen:
     out = root / name
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "HF_HOME": str(root / "hf"),
            "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false", "MERGED_VLM_CACHE": str(root / "cache")}
     command = [sys.executable, "-m", "lmms_eval", "--model", model, "--model_args", model_args, "--tasks",
-               "mvlm_probe", "--include_path", str(ROOT / "tasks"), "--output_path", str(out), "--limit",
-               str(limit), "--log_samples", *extra]
+               "mvlm_probe", "--include_path", str(ROOT / "tasks"), "--output_path", str(out), "--log_samples",
+               *(["--limit", str(limit)] if limit is not None else []), *extra]
     log = (root / f"{name}.log").open("w")
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
-def doctor(source: Path, target: Path, right: Callable[[str, int], bool], date: str,
-           recipe_changes: dict | None = None, recipe_hash: str | None = None, model_args: str | None = None) -> Path:
-    """Copy a run's output with verdicts set by `right` (a wrong one answers ZEBRA, a right one the target),
-    scores recomputed from them, and optionally another recipe or model arguments."""
+def doctor(source: Path, target: Path, right: Callable[[str, int], bool] | None, date: str,
+           recipe_changes: dict | None = None, recipe_hash: str | None = None, model_args: str | None = None,
+           limit: int | None = None) -> Path:
+    """Copy a run's output with verdicts set by `right` (a wrong one answers ZEBRA, a right one the target;
+    None keeps them), cut to its first `limit` documents, scores recomputed from them, and optionally another
+    recipe or model arguments."""
     from mvlm_tasks.suite import metrics
 
     [results_file] = source.rglob("*_results.json")
@@ -84,19 +91,25 @@ def doctor(source: Path, target: Path, right: Callable[[str, int], bool], date: 
     shutil.copytree(results_file.parent, folder)
     for samples_file in folder.glob("*_samples_*.jsonl"):
         task = samples_file.stem.split("_samples_", 1)[1]
-        lines = [json.loads(line) for line in samples_file.read_text().splitlines()]
+        lines = [json.loads(line) for line in samples_file.read_text().splitlines()][:limit]
         for line in lines:
-            verdict = right(task, line["doc_id"])
+            verdict = line["mvlm_acc"]["correct"] if right is None else right(task, line["doc_id"])
             if verdict != line["mvlm_acc"]["correct"]:
                 line["filtered_resps"] = line["target"] if verdict else "ZEBRA"
             for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
                 line[metric].update(correct=verdict, extracted=line["filtered_resps"])
+                for protocol in line[metric].get("verdicts", {}).values():  # every protocol's, as scoring logs
+                    protocol.update(correct=verdict, extracted=line["filtered_resps"])
         samples_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
         records = [line["mvlm_acc"] for line in lines]
         data["results"][task].update({"mvlm_acc,none": metrics.micro_accuracy(records),
                                       "mvlm_micro_acc,none": metrics.micro_accuracy(records),
                                       "mvlm_macro_acc,none": metrics.macro_accuracy(records),
                                       "mvlm_by_category,none": metrics.category_accuracy(records)})
+        if limit is not None:
+            data["n-samples"][task]["effective"] = len(lines)
+    if limit is not None:
+        data["config"]["limit"] = limit
     data["results"]["mvlm_probe"]["mvlm_acc,none"] = fmean(data["results"][t]["mvlm_acc,none"] for t in PROBE)
     if recipe_changes:
         data["merged_vlm"]["recipe"].update(recipe_changes)
@@ -127,6 +140,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> dict[str, 
                          "--gen_kwargs", "max_new_tokens=4"),
         "scripted": _start(root, "scripted", "from_log", f"logs={_write_logs(root / 'scripted_logs', scripted_right)}",
                            SCRIPTED_LIMIT),
+        "scripted_full": _start(root, "scripted_full", "from_log", f"logs={root / 'scripted_logs'}", None),
     }
     try:
         for name, process in processes.items():
@@ -140,5 +154,6 @@ def outputs(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> dict[str, 
                             "20260102_120000", model_args=f"logs={root / 'wrong_logs'}")
     _made["doctored"] = doctor(_made["merged"], root / "doctored", doctored_right, "20260101_120000",
                                {"name": "tinymerge-doctored", "lambda": 0.5}, DOCTORED_HASH)
+    _made["scripted_6"] = doctor(_made["scripted"], root / "scripted_6", None, "20260103_120000", limit=MERGED_LIMIT)
     _made["lm_eval"] = LM_EVAL_OUTPUT
     return _made

@@ -138,4 +138,15 @@ def test_sweep_resumes_after_a_kill_and_plots(tiny_family, write_recipe, tmp_pat
     assert not [p for p in out.iterdir() if p.name.startswith(".partial-")], "no half-written variant is left"
     with Image.open(out / "sweep.png") as image:
         assert image.size[0] > 300
-    assert len(list((store / "runs").glob("*.json"))) == 3, "every variant is recorded once"
+    assert len(list((store / "local/runs").glob("*.json"))) == 3, "every variant is recorded once, locally"
+    assert not (store / "runs").exists(), "a --limit sweep leaves the committed record alone"
+    table = rerun.stdout[rerun.stdout.index("sweep of"):]
+    assert "probe_reasoning" in table and "reasoning (split)" in table and "n=2" in table, table
+
+
+def test_layer_statistics_of_a_linear_recipe_that_names_its_base(run_cli, tmp_path):
+    """`merged-vlm layers recipes/tiny-world.yaml --stats`: linear does not use the base, the statistics do."""
+    code, out, err = run_cli("layers", str(ROOT / "recipes/tiny-world.yaml"), "--stats", "--out", tmp_path)
+    assert code == 0, err
+    rows = (tmp_path / "task_vector_stats.csv").read_text().splitlines()
+    assert rows[0].startswith("layer,module,|tau_vlm|,|tau_src0|") and len(rows) == 1 + 4 * 2

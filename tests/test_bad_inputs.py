@@ -38,7 +38,7 @@ RECIPE_CASES = {
     "density zero": (lambda r: r | {"density": 0}, "'density'"),
     "negative weight": (lambda r: r | {"sources": [r["sources"][0] | {"weight": -0.2}]}, "sources[0].weight"),
     "non-numeric weight": (lambda r: r | {"sources": [r["sources"][0] | {"weight": "heavy"}]}, "sources[0].weight"),
-    "unknown field": (lambda r: r | {"lamda": 0.5}, "'lamda'"),
+    "unknown field": (lambda r: r | {"lamda": 0.5}, "unknown field 'lamda' (did you mean 'lambda'?)"),
     "layers past the end": (lambda r: r | {"layers": [0, 99]}, "'layers'"),
 }
 
@@ -47,6 +47,49 @@ RECIPE_CASES = {
 def test_bad_recipe_is_refused(case, tiny_family, write_recipe, run_cli, isolated_cache):
     mutate, field = RECIPE_CASES[case]
     _assert_refused(run_cli, write_recipe(mutate(_good(tiny_family("qwen2_vl")))), field, isolated_cache)
+
+
+def test_a_misspelt_field_is_named_with_the_closest_one(tiny_family, write_recipe, run_cli, isolated_cache):
+    """`methd: linear` is a typo, not a missing `method`; the message points to a reference that exists."""
+    recipe = _good(tiny_family("qwen2_vl"))
+    recipe["methd"] = recipe.pop("method")
+    line = _assert_refused(run_cli, write_recipe(recipe), "'methd'", isolated_cache)
+    assert "unknown field 'methd' (did you mean 'method'?)" in line and "is required" not in line
+    assert "docs/recipes.md" in line and (Path(__file__).parents[1] / "docs/recipes.md").is_file()
+    nested = _good(tiny_family("qwen2_vl")) | {"vlm": {"model": str(tiny_family("qwen2_vl").vlm), "wieght": 1.0}}
+    line = _assert_refused(run_cli, write_recipe(nested), "'vlm.wieght'", isolated_cache)
+    assert "did you mean 'weight'?" in line
+
+
+@pytest.mark.parametrize("method,extra,why,fix", [
+    ("linear", {}, "it averages whole models", "for task negation use task_arithmetic, dare_linear, breadcrumbs"),
+    ("ties", {}, "it elects each entry's sign", "for task negation use task_arithmetic, dare_linear, breadcrumbs"),
+    ("task_arithmetic", {"normalize": True}, "dividing by the sum of the weights", "set `normalize: false`"),
+])
+def test_negative_weight_is_refused_where_it_means_nothing(method, extra, why, fix, tiny_family, write_recipe,
+                                                          run_cli, isolated_cache):
+    recipe = _good(tiny_family("qwen2_vl")) | {"method": method, **extra}
+    recipe["sources"] = [{"model": recipe["sources"][0]["model"], "weight": -0.5}]
+    line = _assert_refused(run_cli, write_recipe(recipe), "sources[0].weight", isolated_cache)
+    assert "must not be negative" in line and why in line and fix in line
+
+
+def test_negative_weight_negates_a_task_vector(tiny_family):
+    """Task negation: theta_base + tau_vlm - 0.5 * tau_src, tensor by tensor."""
+    from merge_models.executor import merge_state_dict
+    from merge_models.plan import build_plan
+    from merge_models.recipe import parse_recipe
+
+    family = tiny_family("qwen2_vl")
+    plan = build_plan(parse_recipe({"vlm": {"model": str(family.vlm), "weight": 1.0}, "base": str(family.base),
+                                    "method": "task_arithmetic",
+                                    "sources": [{"model": str(family.reasoning), "weight": -0.5}]}))
+    merged = merge_state_dict(plan)
+    vlm, base, source = (load_file(p / "model.safetensors") for p in (family.vlm, family.base, family.reasoning))
+    entry = plan.merged()[0]
+    expected = base[entry.canonical] + (vlm[entry.name] - base[entry.canonical]) - 0.5 * (
+        source[entry.canonical] - base[entry.canonical])
+    assert torch.allclose(merged[entry.name].float(), expected.float(), atol=1e-6)
 
 
 def test_recipe_that_is_not_a_mapping(tmp_path, run_cli, isolated_cache):

@@ -48,6 +48,28 @@ def test_changed_field_changes_hash_but_name_does_not(tiny_family):
                                                                     "weight": 0.2}]})).recipe_hash != first
 
 
+def test_a_named_base_is_recorded_even_when_the_method_does_not_use_it(tiny_family):
+    """linear ignores `base`, so it leaves the hash alone; the record still says which base was named."""
+    family = tiny_family("qwen2_vl")
+    without = build_plan(parse_recipe(_recipe(family)))
+    named = build_plan(parse_recipe(_recipe(family, base=str(family.base))))
+    assert named.recipe_hash == without.recipe_hash
+    record = named.record()
+    assert set(record["inputs"]) == {"vlm", "base", "sources[0]"}
+    assert record["inputs"]["base"] == build_plan(parse_recipe(_recipe(family, base=str(family.base),
+                                                                       method="task_arithmetic"))).base.identity
+    assert all(not ref["model"].startswith("/") for ref in [record["recipe"]["vlm"], record["recipe"]["base"],
+                                                            *record["recipe"]["sources"]])
+
+
+def test_merged_checkpoint_card_and_recipe_name_no_absolute_path(tiny_family):
+    family = tiny_family("qwen2_vl")
+    path, _ = cached_checkpoint(build_plan(parse_recipe(_recipe(family, base=str(family.base)))))
+    for name in ("README.md", "merge_recipe.yaml", "merge_manifest.json"):
+        text = (path / name).read_text()
+        assert str(family.vlm.parent) not in text and str(Path.home()) not in text, name
+
+
 def test_corrupted_entry_is_detected_and_rebuilt(tiny_family):
     family = tiny_family("qwen2_vl")
     path, _ = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))

@@ -91,12 +91,13 @@ def test_transformers5_layout_merges_like_the_hub_layout(tiny_family, tmp_path):
 
 
 def test_shared_vocab_rows_merges_only_common_rows(tiny_family):
-    family = tiny_family("qwen2_vl")
+    family = tiny_family("llava_next")  # the VLM adds an image token to the LLM's vocabulary
     recipe = _recipe(family) | {"exclude": [], "shared_vocab_rows": True}
     merged = merge_state_dict(build_plan(parse_recipe(recipe)))
     vlm, base = _weights(family.vlm), _weights(family.base)
     rows = base["model.embed_tokens.weight"].shape[0]
-    embed = merged["model.embed_tokens.weight"]
-    assert embed.shape == vlm["model.embed_tokens.weight"].shape and rows < embed.shape[0]
-    assert torch.equal(embed[rows:], vlm["model.embed_tokens.weight"][rows:]), "image-token rows stay the VLM's"
-    assert not torch.equal(embed[:rows], vlm["model.embed_tokens.weight"][:rows])
+    embed = merged["language_model.model.embed_tokens.weight"]
+    assert embed.shape == vlm["language_model.model.embed_tokens.weight"].shape and rows < embed.shape[0]
+    assert torch.equal(embed[rows:], vlm["language_model.model.embed_tokens.weight"][rows:]), \
+        "image-token rows stay the VLM's"
+    assert not torch.equal(embed[:rows], vlm["language_model.model.embed_tokens.weight"][:rows])

@@ -7,6 +7,7 @@ import shutil
 import numpy as np
 import pytest
 import torch
+from method_sources import InMemorySource
 from safetensors.torch import load_file, save_file
 
 from merge_models.executor import merge_state_dict
@@ -82,25 +83,6 @@ def test_parity_with_mergekit(method, trio_plus_second_source):
     assert len(theirs) >= 4 * 12
     worst = max(float((ours[k] - v).abs().max()) for k, v in theirs.items())
     assert worst <= 1e-6, f"{method}: max abs difference {worst}"
-
-
-class InMemorySource:
-    """Tiles of in-memory tensors, as TensorStream yields them from checkpoints."""
-
-    device = torch.device("cpu")
-
-    def __init__(self, inputs: list[torch.Tensor], base: torch.Tensor, chunk: int) -> None:
-        self.inputs, self.base, self.chunk, self.numel = inputs, base, chunk, base.numel()
-
-    def chunks(self, hold: bool = False):
-        for index, start in enumerate(range(0, self.numel, self.chunk)):
-            stop = start + self.chunk
-            yield index, start, [x[start:stop].clone() for x in self.inputs], self.base[start:stop].clone()
-
-    def sample(self, blocks: int, length: int):
-        starts = sorted({(self.numel - length) * k // max(blocks - 1, 1) for k in range(blocks)})
-        take = torch.cat([torch.arange(s, s + length) for s in starts])
-        return [x[take].clone() for x in self.inputs], self.base[take].clone()
 
 
 def run_method(method, inputs, base, params, chunk):

@@ -1,8 +1,11 @@
 """Views of the results store built from real runs (see results_fixtures): leaderboard (table, Markdown,
 CSV, HTML in headless Chromium, PNG), compare, regress and submit, checked against hand-computed values.
 
-Store: "scripted" (65% on both probe tasks, ingested with --baseline), "wrong" (30%), "doctored"
-(a merged variant: 50% perception, 5/6 reasoning) and "merged" (tiny random model).
+Store: "scripted" (65% on both probe tasks, 20 documents, ingested with --baseline) and its later run
+"scripted_6" on the first 6 documents (4/6), "wrong" (30%, the same 20 documents), "doctored" (a merged
+variant: 50% perception, 5/6 reasoning, 6 documents) and "merged" (tiny random model, 6 documents).
+Changes against the baseline are taken on the same documents: the 20-document run for "wrong", the
+6-document run for the merged variants.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ PERCEPTION, REASONING = PROBE
 def store(outputs, tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("views") / "results"
     results = Store(root)
-    results.add(read_output(outputs["scripted"], baseline=True))
+    results.add(read_output(outputs["scripted"], baseline=True) + read_output(outputs["scripted_6"], baseline=True))
     for name in ("wrong", "merged", "doctored"):
         results.add(read_output(outputs[name]))
     return root
@@ -60,14 +63,19 @@ def test_leaderboard_matches_hand_computed_values(store, merged_scores):
     assert board.averaged == {"perception": [PERCEPTION], "reasoning": [REASONING]}
     expected = {SCRIPTED: (0.65, 0.65), WRONG: (0.30, 0.30), DOCTORED: (0.5, 5 / 6),
                 MERGED: (merged_scores[PERCEPTION], merged_scores[REASONING])}
+    # the baseline on the same documents: its 20-document run (13/20) for WRONG, its 6-document run (4/6) else
+    same_documents = {WRONG: 0.65, DOCTORED: 4 / 6, MERGED: 4 / 6}
     for name, (perception, reasoning) in expected.items():
         entry = rows[name]
         assert entry.averages["perception"] == pytest.approx(perception), name
         assert entry.averages["reasoning"] == pytest.approx(reasoning), name
         assert entry.baseline is rows[SCRIPTED]
         if name != SCRIPTED:
-            assert entry.delta("perception") == pytest.approx(perception - 0.65)
-            assert entry.delta(REASONING) == pytest.approx(reasoning - 0.65)
+            assert entry.delta("perception") == pytest.approx(perception - same_documents[name])
+            assert entry.delta(REASONING) == pytest.approx(reasoning - same_documents[name])
+        n = SCRIPTED_LIMIT if name in (SCRIPTED, WRONG) else MERGED_LIMIT  # the run on the most documents
+        assert {t: (c.n, c.n_total, c.partial) for t, c in entry.coverage.items()} == {
+            t: (n, 200, True) for t in PROBE}
     assert rows[SCRIPTED].is_baseline and rows[SCRIPTED].delta("perception") is None
     assert {e.name for e in board.entries if e.pareto} == {SCRIPTED, DOCTORED}
     assert [e.name for e in board.entries] == sorted(expected, key=lambda n: (-expected[n][1], n))
@@ -83,20 +91,23 @@ def test_leaderboard_markdown_csv_and_terminal(store, run_cli):
     assert code == 0
     lines = out.splitlines()
     assert lines[0].startswith("| variant | method | λ |") and lines[1].startswith("|---|")
+    assert lines[0].startswith("| variant | method | λ | weights (VLM / sources) | layers | hash | n |")
     doctored = next(line for line in lines if line.startswith(f"| {DOCTORED} ★"))
-    assert "| 50.0 | -15.0 | 83.3 | +18.3 | 50.0 (-15.0) | 83.3 (+18.3) |" in doctored
+    assert "| 6 of 200 † | 50.0† | -16.7 | 83.3† | +16.7 | 50.0† (-16.7) | 83.3† (+16.7) |" in doctored
     assert any(line.startswith(f"| {SCRIPTED} ★ (baseline) |") for line in lines)
     code, out, _ = run_cli("leaderboard", "--store", store, "--format", "csv", "--sort", "name")
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(out))}
     assert list(rows) == sorted(rows)
     assert float(rows[WRONG]["delta_reasoning"]) == pytest.approx(-35.0)
     assert float(rows[DOCTORED][REASONING]) == pytest.approx(100 * 5 / 6, abs=1e-4)
+    assert (rows[DOCTORED]["n_min"], rows[DOCTORED][f"{REASONING}_n"], rows[DOCTORED]["partial"]) == ("6", "6", "1")
     assert rows[SCRIPTED]["baseline"] == "1" and rows[WRONG]["baseline_variant"] == rows[SCRIPTED]["variant_id"]
     code, out, _ = run_cli("leaderboard", "--store", store)
-    assert code == 0 and "merged-vlm leaderboard" in out and "50.0 (-15.0)" in out
+    assert code == 0 and "merged-vlm leaderboard" in out and "50.0† (-16.7)" in out and "6 of 200 †" in out
     code, out, _ = run_cli("leaderboard", "--store", store, "--format", "csv", "--baseline", "from_log:wrong_logs")
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(out))}
     assert float(rows[SCRIPTED]["delta_perception"]) == pytest.approx(35.0)
+    assert rows[DOCTORED]["delta_perception"] == ""  # the wrong variant has no run on the first 6 documents
     code, _, err = run_cli("leaderboard", "--store", store, "--tasks", "mvlm_nothing")
     assert code == 2 and err.startswith("error: --tasks: no recorded run has mvlm_nothing")
 
@@ -192,18 +203,26 @@ def test_compare_matches_hand_computed_values(store, run_cli):
     assert payload["tasks"][0]["mcnemar"] == {"a_only": 7, "b_only": 0, "p": 2 * 0.5**7, "test": "exact"}
 
 
-def test_compare_reports_documents_it_cannot_pair(store, run_cli):
+def test_compare_on_different_documents_only_on_request_and_then_on_the_intersection(store, run_cli):
     results = Store(store)
-    comparison = compare(resolve(SCRIPTED, results), resolve(DOCTORED, results), iterations=500)
+    code, out, err = run_cli("compare", SCRIPTED, DOCTORED_HASH[:6], "--store", store, "--iterations", "500")
+    assert code == 2 and not out and len(err.strip().splitlines()) == 1
+    assert err.startswith(f"error: {PERCEPTION}: A rests on 20 of 200 documents, B on 6 of 200: not the same "
+                          "documents") and "--intersection to compare on the 6 documents both answered" in err
+    comparison = compare(resolve(SCRIPTED, results), resolve(DOCTORED, results), iterations=500, intersection=True)
+    assert comparison.narrowed == [PERCEPTION, REASONING]
     assert [(m.task, len(m.only_a), m.only_b) for m in comparison.mismatches] == [
         (PERCEPTION, SCRIPTED_LIMIT - MERGED_LIMIT, []), (REASONING, SCRIPTED_LIMIT - MERGED_LIMIT, [])]
     perception = comparison.tasks[0]
     # first 6 documents: scripted right on 0, 2, 3, 5 (4/6); doctored right on 0, 1, 2 (3/6)
     assert (perception.n, perception.a, perception.b) == (MERGED_LIMIT, pytest.approx(4 / 6), pytest.approx(0.5))
+    assert (perception.n_a, perception.n_b) == (SCRIPTED_LIMIT, MERGED_LIMIT)
     assert (perception.mcnemar.a_only, perception.mcnemar.b_only) == (2, 1)
-    code, out, _ = run_cli("compare", SCRIPTED, DOCTORED_HASH[:6], "--store", store, "--iterations", "500")
+    code, out, _ = run_cli("compare", SCRIPTED, DOCTORED_HASH[:6], "--store", store, "--iterations", "500",
+                           "--intersection")
     assert code == 0
     assert f"documents not paired in {PERCEPTION}: 14 only in A" in out
+    assert "compared on the intersection (--intersection)" in out
 
 
 def test_regress_passes_identical_runs_and_fails_injected_wrong_answers(store, run_cli, outputs):
@@ -274,6 +293,6 @@ def test_unknown_or_ambiguous_references_are_user_errors(store, run_cli):
     code, _, err = run_cli("compare", "nothing-like-this", SCRIPTED, "--store", store)
     assert code == 2 and "names no results file, run or variant" in err
     code, _, err = run_cli("compare", "from_log", SCRIPTED, "--store", store)
-    assert code == 2 and "names no results file" in err
+    assert code == 2 and "ambiguous: it matches variant from_log:scripted_logs" in err
     code, _, err = run_cli("compare", "model", SCRIPTED, "--store", store)
     assert code == 2 and "ambiguous" in err

@@ -82,7 +82,7 @@ def test_leading_letter_beats_later_mentions() -> None:
 
 def test_no_choice_found() -> None:
     assert extract_choice("", COLORS) == (None, "none")
-    assert extract_choice("I'm sorry, I cannot tell from the image.", COLORS) == (None, "none")
+    assert extract_choice("I'm sorry, I cannot tell from the image.", COLORS) == (None, "refusal")
     assert extract_choice(None, COLORS) == (None, "none")  # type: ignore[arg-type]
     assert extract_choice("The answer is E.", COLORS)[0] is None  # only A-D exist
 
@@ -140,4 +140,50 @@ def test_trailing_clauses_and_precision_notes_do_not_supply_the_answer() -> None
 
 def test_no_number() -> None:
     assert extract_number("") == (None, "none")
-    assert extract_number("I cannot see the image clearly.") == (None, "none")
+    assert extract_number("I cannot see the image clearly.") == (None, "refusal")
+
+
+# ------------------------------------------------ reading answers that real model responses state
+
+
+def test_refusals_state_no_answer_even_with_numbers_in_them():
+    assert extract_number("Without the chart I cannot determine the 3 values.") == (None, "refusal")
+    assert extract_choice("The correct option letter is: Cannot be determined.", COLORS) == (None, "refusal")
+    # a refusal followed by an answer anyway is not one
+    assert extract_number("I cannot see the image. However, such cups usually hold 500 g.")[0] == "500"
+
+
+def test_yes_no_questions_answered_by_a_statement():
+    yes_no = ["Yes", "No"]
+    assert extract_choice("Dark Orchid is not the maximum.", yes_no) == ("B", "yes_no")
+    assert extract_choice("Dark Orchid has the largest area.", yes_no) == ("A", "yes_no")
+    assert extract_choice("A: No, Periwinkle is not the maximum.", yes_no)[0] == "B"  # "A:" labels the answer
+    question = "Are there fewer big motorbikes than rubber choppers?"
+    assert extract_choice("There are more rubber choppers than big motorbikes.", yes_no, question)[0] == "A"
+    assert extract_choice("There are more big motorbikes than rubber choppers.", yes_no, question)[0] == "B"
+
+
+def test_options_named_by_their_words():
+    assert extract_choice("The letter has been flipped.", ["slide", "flip", "turn"]) == ("B", "option_words")
+    assert extract_choice("If caterpillars decrease, plants may increase.",
+                          ["plants decrease", "plants increase", "nothing happens"]) == ("B", "option_words")
+    assert extract_choice("The organisms most affected are (C) Snake and raccoon, since grass feeds insects.",
+                          ["Insects", "Hawk and snake", "Snake and raccoon"]) == ("C", "labelled_option")
+
+
+def test_stated_letter_wins_over_the_value_after_it():
+    assert extract_choice("The answer is (B) 5.", ["3", "4", "5", "6"])[0] == "B"
+    assert extract_choice("The answer to the question is (B) It varies.", ["Sun", "It varies", "Moon"])[0] == "B"
+    assert extract_choice("因此，选项为C。", ["1", "2", "3", "4"])[0] == "C"
+
+
+def test_letters_only_as_whole_tokens():
+    five = ["red", "white", "green", "brown", "purple"]
+    assert extract_choice("The cube is red. \\boxed{R}", five) == (None, "boxed")
+    assert extract_choice("\\boxed{R}", ["P", "R", "I", "S", "M"])[0] == "B"  # the option's text is R
+    assert extract_choice("b", COLORS)[0] == "B" and extract_choice("(c)", COLORS)[0] == "C"
+
+
+def test_number_words_and_operators_are_read():
+    assert extract_number("There are three people.")[0] == "3"
+    assert extract_number("So the count is \\boxed{4!}")[0] == "4!"  # not 4: the factorial is kept

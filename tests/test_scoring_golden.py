@@ -17,15 +17,13 @@ import pytest
 from mvlm_tasks import scoring
 from mvlm_tasks.scoring import judge
 
-DATASET_SCORERS: dict[str, Callable[[dict, str], scoring.Verdict]] = {
-    "mathvista": scoring.score_mathvista,
-    "mmstar": scoring.score_mmstar,
-    "ocrbench": scoring.score_ocrbench,
-    "mathvision": scoring.score_mathvision,
-    "mathverse": scoring.score_mathverse,
-    "dynamath": scoring.score_dynamath,
-}
+DATASETS = ("mathvista", "mmstar", "ocrbench", "mathvision", "mathverse", "dynamath")
 MIN_AGREEMENT = 0.98
+# Benchmarks whose official evaluation reads the answer as a person would (GPT extraction and
+# judging, or containment): their official verdicts should agree with the human labels too. MMStar's,
+# DynaMath's and MATH-V's official rules expect their own answer formats and miss others (pinned in
+# test_scoring_official.py), so there the labels and the official verdicts differ by design.
+READS_LIKE_A_PERSON = {"mathvista", "mathverse", "ocrbench", "mc", "number"}
 
 
 @pytest.fixture(autouse=True)
@@ -45,7 +43,8 @@ def as_doc(case: dict[str, Any]) -> dict[str, Any]:
     return doc
 
 
-def score_case(case: dict[str, Any]) -> scoring.Verdict:
+def score_case(case: dict[str, Any], protocol: str = scoring.STRICT) -> scoring.Verdict:
+    """The case's verdict under `protocol` (the generic "mc" and "number" cases have one rule set)."""
     meta = case["metadata"]
     if case["dataset"] == "mc":
         return scoring.score_multiple_choice(case["response"], meta["choices"], case["gold"])
@@ -53,7 +52,7 @@ def score_case(case: dict[str, Any]) -> scoring.Verdict:
         return scoring.score_free_form(
             case["response"], case["gold"], meta["answer_type"], meta.get("precision")
         )
-    return DATASET_SCORERS[case["dataset"]](as_doc(case), case["response"])
+    return scoring.score_protocols(case["dataset"], as_doc(case), case["response"])[protocol]
 
 
 def agreement_by_dataset(
@@ -83,19 +82,21 @@ def test_golden_file_is_large_realistic_and_covers_every_dataset() -> None:
     assert len(cases) >= 300
     assert len({c["id"] for c in cases}) == len(cases)
     counts = Counter(c["dataset"] for c in cases)
-    assert set(counts) == {*DATASET_SCORERS, "mc", "number"}
+    assert set(counts) == {*DATASETS, "mc", "number"}
     assert min(counts.values()) >= 25
     assert all(isinstance(c["expected_correct"], bool) and c["note"] for c in cases)
     # both outcomes are represented, so agreement is not a constant-answer artefact
     assert 0.3 < sum(c["expected_correct"] for c in cases) / len(cases) < 0.8
 
 
-def test_golden_agreement_at_least_98_percent() -> None:
-    tally = agreement_by_dataset(lambda case: score_case(case).correct)
-    print(f"\nmerged-vlm scoring agreement with golden labels: {overall(tally):.4f}")
-    for name, (agree, total) in sorted(tally.items()):
-        print(f"  {name:11s} {agree}/{total}")
-    assert overall(tally) >= MIN_AGREEMENT
+def test_golden_agreement_per_protocol() -> None:
+    strict = agreement_by_dataset(lambda case: score_case(case, scoring.STRICT).correct)
+    official = agreement_by_dataset(lambda case: score_case(case, scoring.OFFICIAL).correct)
+    print(f"\nagreement with golden labels: strict {overall(strict):.4f}, official {overall(official):.4f}")
+    for name in sorted(strict):
+        print(f"  {name:11s} strict {strict[name][0]}/{strict[name][1]}  official {official[name][0]}/{official[name][1]}")
+    assert overall(strict) >= MIN_AGREEMENT
+    assert overall({name: official[name] for name in READS_LIKE_A_PERSON}) >= 0.95
 
 
 # ---------------------------------------------------------------- lmms-eval 0.7.3 built-in rule paths

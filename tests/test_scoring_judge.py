@@ -153,3 +153,15 @@ def test_judge_reporting_no_answer_scores_wrong(fake_judge: FakeJudge) -> None:
 def test_malformed_judge_reply_is_flagged(fake_judge: FakeJudge) -> None:
     fake_judge.reply = ""  # empty content is unusable
     assert score_free_form("The answer is 7.", "7", "integer").flagged
+
+
+def test_official_mathvista_normalises_the_judge_extraction(fake_judge: FakeJudge) -> None:
+    """With a judge configured, it stands in for MathVista's GPT extractor; the official
+    normalisation (the nearest option for an unmatched extraction) still decides."""
+    from mvlm_tasks.scoring import score_protocols
+
+    doc = {"question": "Which is larger?", "choices": ["Sun", "Moon"], "question_type": "multi_choice",
+           "answer_type": "text", "answer": "Sun", "precision": None}
+    fake_judge.reply = "Sunn"
+    verdicts = score_protocols("mathvista", doc, "The larger one is the bright one in the sky by day.")
+    assert verdicts["official"] == Verdict("Sun", True, "judge")

@@ -32,7 +32,7 @@ from typer.testing import CliRunner
 from harness_ext.commands import data as data_commands
 
 SUITE = Path(__file__).resolve().parents[1] / "tasks" / "suite"
-HUB = {(s.hub_id, s.config): s.name for s in SOURCES.values()}
+HUB = {(s.hub_id, s.config, split): s.name for s in SOURCES.values() for split in s.splits}
 
 
 class _TaskYamlLoader(yaml.SafeLoader):
@@ -53,9 +53,9 @@ def fake_hub(monkeypatch: pytest.MonkeyPatch) -> list[tuple]:
 
     def load_dataset(path, name=None, split=None, **kwargs):
         calls.append((path, name, split))
-        if (path, name) not in HUB:
-            raise FileNotFoundError(f"no dataset {path!r} with config {name!r} on this stand-in hub")
-        return fixture_split(HUB[path, name], split)
+        if (path, name, split) not in HUB:
+            raise FileNotFoundError(f"no dataset {path!r} with config {name!r} and split {split!r} on this stand-in hub")
+        return fixture_split(HUB[path, name, split], split)
 
     monkeypatch.setattr(datasets, "load_dataset", load_dataset)
     return calls
@@ -192,6 +192,16 @@ def test_prepare_downloads_every_split_into_the_layout_the_tasks_read(
         assert load_split("dynamath", split, "mvlm_dynamath").features == SOURCES["dynamath"].features
     assert len(load_split("mathvision", "testmini", "mvlm_mathvision")) == 6
     assert not list(out.rglob("*.partial"))
+
+
+def test_mathvision_test_split_is_downloaded_only_for_its_task(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                                 fake_hub):
+    assert _run_data_cli("prepare", "--out", str(tmp_path), "--tasks", "mvlm_mathvision_cot").exit_code == 0
+    assert fake_hub == [("MathLLMs/MathVision", None, "testmini")]
+    assert _run_data_cli("prepare", "--out", str(tmp_path), "--tasks", "mvlm_mathvision_test").exit_code == 0
+    assert fake_hub[1:] == [("MathLLMs/MathVision", None, "test")]
+    monkeypatch.setenv(DATA_ENV, str(tmp_path))
+    assert len(load_split("mathvision_test", "test", "mvlm_mathvision_test")) == 3
 
 
 def test_prepare_stores_images_inline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path):

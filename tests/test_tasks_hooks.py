@@ -4,6 +4,7 @@ per-sample records, and the aggregations over hand-written right and wrong respo
 from __future__ import annotations
 
 import importlib
+import json
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -14,15 +15,19 @@ import pytest
 import yaml
 from mvlm_tasks.fixtures import FIXTURE_DIR
 from mvlm_tasks.sources import DATA_ENV, PROBE_TASKS, REAL_TASKS
+from mvlm_tasks.sources.catalog import COT
 from mvlm_tasks.suite import metrics
 from PIL import Image
 
 SUITE = Path(__file__).resolve().parents[1] / "tasks" / "suite"
 ALL_TASKS = [*REAL_TASKS, *PROBE_TASKS]
-RECORD_FIELDS = {"id", "split", "category", "extracted", "correct", "rule", "flagged"}
-FIXTURE_SIZES = {"mvlm_ocrbench": 6, "mvlm_mmstar_perception": 4, "mvlm_mathvista_general": 4,
-                 "mvlm_mathvista_math": 4, "mvlm_mathvision": 6, "mvlm_mathverse": 10, "mvlm_dynamath": 30,
-                 "mvlm_mmstar_reasoning": 8, "mvlm_probe_perception": 200, "mvlm_probe_reasoning": 200}
+OFFICIAL_TASKS = [task for task in REAL_TASKS if not task.endswith(COT)]
+RECORD_FIELDS = {"id", "split", "category", "extracted", "correct", "rule", "flagged", "verdicts"}
+_SIZES = {"mvlm_ocrbench": 6, "mvlm_mmstar_perception": 4, "mvlm_mathvista_general": 4, "mvlm_mathvista_math": 4,
+          "mvlm_mathvision": 6, "mvlm_mathvision_test": 3, "mvlm_mathverse": 10, "mvlm_dynamath": 30,
+          "mvlm_mmstar_reasoning": 8}
+FIXTURE_SIZES = {**_SIZES, **{task + COT: size for task, size in _SIZES.items()},
+                 "mvlm_probe_perception": 200, "mvlm_probe_reasoning": 200}
 SPLIT_OF = {"mvlm_ocrbench": "perception", "mvlm_mmstar_perception": "perception",
             "mvlm_mathvista_general": "perception", "mvlm_probe_perception": "perception"}
 
@@ -39,11 +44,24 @@ def _resolve(target: str) -> Callable:
     return getattr(importlib.import_module(module), name)
 
 
+def _load(name: str) -> dict[str, Any]:
+    """A YAML with its includes merged in, as lmms-eval merges them (the including file wins)."""
+    config = yaml.load((SUITE / name).read_text(), Loader=_Loader)
+    include = config.pop("include", None)
+    return {**_load(include), **config} if include else config
+
+
 def _config(task: str) -> dict[str, Any]:
-    """A task's YAML with its include merged in, as lmms-eval merges it."""
-    config = yaml.load((SUITE / f"{task}.yaml").read_text(), Loader=_Loader)
-    base = yaml.load((SUITE / config.pop("include")).read_text(), Loader=_Loader)
-    return {**base, **config}
+    """A task's configuration as lmms-eval builds it, its `default` specific kwargs picked."""
+    config = _load(f"{task}.yaml")
+    if "lmms_eval_specific_kwargs" in config:
+        config["lmms_eval_specific_kwargs"] = config["lmms_eval_specific_kwargs"]["default"]
+    return config
+
+
+def base_task(task: str) -> str:
+    """The official task a `_cot` variant derives from (the task itself otherwise)."""
+    return task.removesuffix(COT)
 
 
 def docs_of(task: str) -> datasets.Dataset:
@@ -55,11 +73,19 @@ def docs_of(task: str) -> datasets.Dataset:
     return process_docs(placeholder) if process_docs else placeholder
 
 
+def prompt_of(task: str, doc: dict) -> str:
+    """The prompt lmms-eval builds for a document (doc_to_text with the task's specific kwargs)."""
+    config = _config(task)
+    kwargs = config.get("lmms_eval_specific_kwargs")
+    return config["doc_to_text"](doc, kwargs) if kwargs is not None else config["doc_to_text"](doc)
+
+
 def is_choice(task: str, doc: dict) -> bool:
     """Whether the document is answered with an option letter."""
+    task = base_task(task)
     if task.startswith("mvlm_mathvista"):
         return doc["question_type"] == "multi_choice"
-    if task == "mvlm_mathvision":
+    if task.startswith("mvlm_mathvision"):
         return bool(doc["options"])
     if task == "mvlm_mathverse":
         return doc["question_type"] == "multi-choice"
@@ -72,11 +98,11 @@ def is_choice(task: str, doc: dict) -> bool:
 
 def right_answer(task: str, doc: dict) -> str:
     """The answer a model should give (option letter for multiple choice)."""
-    if task.startswith("mvlm_mathvista") and is_choice(task, doc):
+    if base_task(task).startswith("mvlm_mathvista") and is_choice(task, doc):
         return chr(65 + doc["choices"].index(doc["answer"]))
-    if task == "mvlm_ocrbench":
+    if base_task(task) == "mvlm_ocrbench":
         return doc["answer"][0]
-    return doc["ground_truth"] if task == "mvlm_dynamath" else doc["answer"]
+    return doc["ground_truth"] if base_task(task) == "mvlm_dynamath" else doc["answer"]
 
 
 def wrong_answer(task: str, doc: dict) -> str:
@@ -90,8 +116,15 @@ def wrong_answer(task: str, doc: dict) -> str:
         return "ZEBRA"
 
 
-def response_with(answer: str) -> str:
-    """A chain-of-thought style response ending in `answer`."""
+def response_with(task: str, answer: str) -> str:
+    """A response giving `answer` in the form the task's prompt asks for: the letter first (MMStar),
+    DynaMath's JSON, the bare answer (OCRBench), else reasoning ending in \\boxed{}."""
+    if task == "mvlm_mmstar_perception" or task == "mvlm_mmstar_reasoning":
+        return f"{answer}. That is the answer."
+    if task == "mvlm_dynamath":
+        return json.dumps({"solution": "Reading the figure step by step.", "short answer": answer}, indent=4)
+    if task == "mvlm_ocrbench":
+        return answer
     return f"Looking at the image step by step.\nSo the final answer is \\boxed{{{answer}}}."
 
 
@@ -105,7 +138,7 @@ def _records(task: str, right: Callable[[int, dict], bool]) -> list[dict[str, di
     out = []
     for index, doc in enumerate(docs_of(task)):
         answer = right_answer(task, doc) if right(index, doc) else wrong_answer(task, doc)
-        out.append(config["process_results"](doc, [response_with(answer)]))
+        out.append(config["process_results"](doc, [response_with(task, answer)]))
     return out
 
 
@@ -119,11 +152,20 @@ def test_process_docs_select_each_split():
     assert {m["category"] for m in docs_of("mvlm_mathvista_general")["metadata"]} == {"general-vqa"}
     assert set(docs_of("mvlm_mmstar_reasoning")["category"]) == {
         "instance reasoning", "logical reasoning", "math", "science & technology"}
+    assert docs_of("mvlm_mathvision_test")["id"] == ["1", "2", "3"]
+
+
+def test_every_real_task_has_a_cot_variant_reading_the_same_documents():
+    for task in OFFICIAL_TASKS:
+        official, cot = _config(task), _config(task + COT)
+        assert official["lmms_eval_specific_kwargs"] == {"prompt": "official"}
+        assert cot["lmms_eval_specific_kwargs"] == {"prompt": "cot"} and cot["task"] == task + COT
+        assert cot["process_docs"] is official["process_docs"] and cot["metric_list"] == official["metric_list"]
 
 
 def test_dynamath_docs_hold_every_variant_seed_by_seed():
     dynamath = docs_of("mvlm_dynamath")
-    assert dynamath["id"] == ["1"] * 10 + ["2"] * 10 + ["3"] * 10
+    assert dynamath["id"] == ["1"] * 10 + ["2"] * 10 + ["5"] * 10
     assert dynamath["variant"] == list(range(1, 11)) * 3
 
 
@@ -133,30 +175,36 @@ def test_prompts_and_images(task: str):
     doc = docs_of(task)[0]
     visuals = config["doc_to_visual"](doc)
     assert len(visuals) == 1 and isinstance(visuals[0], Image.Image) and visuals[0].mode == "RGB"
-    text = config["doc_to_text"](doc)
-    assert "<image" not in text
-    if task.startswith("mvlm_probe") or task == "mvlm_ocrbench":
+    text = prompt_of(task, doc)
+    if task.startswith("mvlm_probe") or task == "mvlm_ocrbench_cot":
         assert text.endswith(("only.", "integer.", "phrase.")) and "boxed" not in text
+    elif task.endswith(COT):
+        assert text.endswith("in \\boxed{}.") and "step by step" in text and "<image" not in text
     else:
-        assert text.endswith("in \\boxed{}.") and "step by step" in text
+        assert "step by step" not in text  # official prompts: the benchmark's own
 
 
-def test_choice_prompts_list_the_options():
+def test_cot_prompts_list_the_options_and_keep_the_unit():
     mathvista = next(d for d in docs_of("mvlm_mathvista_math") if d["question_type"] == "multi_choice")
-    assert "\n(A) 3\n(B) 4\n(C) 5\n(D) 6\n" in _config("mvlm_mathvista_math")["doc_to_text"](mathvista)
-    mathvision = docs_of("mvlm_mathvision")[0]
-    text = _config("mvlm_mathvision")["doc_to_text"](mathvision)
-    assert text.startswith("How many squares are there?\n(A) 1\n")
+    assert "\n(A) 97\n(B) 102\n(C) 107\n(D) 122\n" in prompt_of("mvlm_mathvista_math_cot", mathvista)
+    with_unit = next(d for d in docs_of("mvlm_mathvista_general") if d["unit"])
+    assert "measuring cup? (Unit: g)\n" in prompt_of("mvlm_mathvista_general_cot", with_unit)
+    mathvision = next(d for d in docs_of("mvlm_mathvision") if d["id"] == "55")
+    text = prompt_of("mvlm_mathvision_cot", mathvision)
+    assert text.startswith("Gerda walks along the road") and "\n(A) KNAO\n(B) KNGO\n" in text
     vision_only = next(d for d in docs_of("mvlm_mathverse") if d["problem_version"] == "Vision Only")
-    text = _config("mvlm_mathverse")["doc_to_text"](vision_only)
-    assert text.startswith("Answer the question shown in the image.\n")
+    assert prompt_of("mvlm_mathverse_cot", vision_only).startswith("Answer the question shown in the image.\n")
 
 
-def test_generation_settings_leave_room_for_chain_of_thought():
+def test_generation_settings_follow_each_prompt():
+    official_tokens = {"mvlm_ocrbench": 128, "mvlm_mmstar_perception": 32, "mvlm_mmstar_reasoning": 32,
+                       "mvlm_mathvista_general": 512, "mvlm_mathvista_math": 512, "mvlm_mathvision": 4096,
+                       "mvlm_mathvision_test": 4096, "mvlm_mathverse": 1024, "mvlm_dynamath": 1024}
     for task in ALL_TASKS:
         kwargs = _config(task)["generation_kwargs"]
         assert kwargs["until"] == [] and kwargs["do_sample"] is False and kwargs["temperature"] == 0
-        assert kwargs["max_new_tokens"] == (32 if task in PROBE_TASKS else 1024)
+        expected = 32 if task in PROBE_TASKS else official_tokens.get(task, 1024)
+        assert kwargs["max_new_tokens"] == expected, task
 
 
 @pytest.mark.parametrize("task", ALL_TASKS)
@@ -164,22 +212,46 @@ def test_right_and_wrong_responses_are_scored_into_records(task: str):
     declared = [m["metric"] for m in _config(task)["metric_list"]]
     right = _records(task, lambda index, doc: True)
     wrong = _records(task, lambda index, doc: False)
+    # responses in the official answer format are right under both protocols; the chain-of-thought
+    # variants' \\boxed{} responses are right under strict (MMStar's and DynaMath's official parsers
+    # expect their own answer formats)
+    protocols = ("strict",) if task.endswith(COT) else ("official", "strict")
     for output in right + wrong:
         assert sorted(output) == sorted(declared)
         sample = output["mvlm_acc"]
-        assert RECORD_FIELDS <= set(sample) and sample["split"] == SPLIT_OF.get(task, "reasoning")
+        assert RECORD_FIELDS <= set(sample) and sample["split"] == SPLIT_OF.get(base_task(task), "reasoning")
+        assert set(sample["verdicts"]) == {"official", "strict"}
+        assert (sample["correct"], sample["extracted"], sample["rule"]) == tuple(
+            sample["verdicts"]["official"][key] for key in ("correct", "extracted", "rule"))
         assert all(output[name] is sample for name in declared)
-    assert all(o["mvlm_acc"]["correct"] and o["mvlm_acc"]["extracted"] is not None for o in right)
-    assert not any(o["mvlm_acc"]["correct"] for o in wrong)
+    for protocol in protocols:
+        assert all(o["mvlm_acc"]["verdicts"][protocol]["correct"] for o in right), protocol
+        assert all(o["mvlm_acc"]["verdicts"][protocol]["extracted"] is not None for o in right), protocol
+    assert not any(o["mvlm_acc"]["verdicts"][p]["correct"] for o in wrong for p in ("official", "strict"))
+
+
+def test_probe_records_the_same_verdict_under_both_protocols():
+    for output in _records("mvlm_probe_reasoning", lambda index, doc: index % 2 == 0)[:20]:
+        verdicts = output["mvlm_acc"]["verdicts"]
+        assert verdicts["official"] == verdicts["strict"]
 
 
 def test_mathvista_math_reports_micro_primary_and_macro_over_tasks():
     outputs = _records("mvlm_mathvista_math", lambda index, doc: doc["pid"] == "5")
     scores = _aggregate("mvlm_mathvista_math", outputs)
-    assert scores["mvlm_acc"] == scores["mvlm_micro_acc"] == 0.25
-    assert scores["mvlm_by_category"] == {"figure question answering": 0.5, "geometry problem solving": 0.0,
-                                          "math word problem": 0.0}
-    assert math.isclose(scores["mvlm_macro_acc"], 0.5 / 3)
+    assert scores["mvlm_acc"] == scores["mvlm_micro_acc"] == scores["mvlm_strict_acc"] == 0.25
+    assert scores["mvlm_by_category"] == {"geometry problem solving": 1.0, "textbook question answering": 0.0}
+    assert math.isclose(scores["mvlm_macro_acc"], 0.5)
+
+
+def test_strict_score_reads_the_strict_verdicts():
+    """A \\boxed{} letter after reasoning: MMStar's official rule (the letter first) says wrong,
+    the strict rules read it; mvlm_acc and mvlm_strict_acc report the two."""
+    config = _config("mvlm_mmstar_reasoning_cot")
+    outputs = [config["process_results"](doc, [response_with("mvlm_mmstar_reasoning_cot", right_answer("x", doc))])
+               for doc in docs_of("mvlm_mmstar_reasoning_cot")]
+    scores = _aggregate("mvlm_mmstar_reasoning_cot", outputs)
+    assert scores["mvlm_acc"] == 0.0 and scores["mvlm_strict_acc"] == 1.0
 
 
 def test_mmstar_primary_score_is_the_macro_mean_over_capabilities():
@@ -192,27 +264,42 @@ def test_mmstar_primary_score_is_the_macro_mean_over_capabilities():
 
 def test_dynamath_reports_average_and_worst_case_over_seeds():
     def right(index: int, doc: dict) -> bool:
-        return doc["id"] == "1" or (doc["id"] == "2" and doc["variant"] <= 5)
+        return doc["id"] == "1" or (doc["id"] == "5" and doc["variant"] <= 5)
 
     outputs = _records("mvlm_dynamath", right)
     scores = _aggregate("mvlm_dynamath", outputs)
-    assert scores["mvlm_acc"] == 0.5 and scores["mvlm_micro_acc"] == 0.5
+    assert scores["mvlm_acc"] == 0.5 == scores["mvlm_micro_acc"] == scores["mvlm_strict_acc"]
     assert math.isclose(scores["mvlm_worst_acc"], 1 / 3)
-    assert scores["mvlm_by_category"] == {"Analytic Geometry": 1.0, "Arithmetic": 0.0, "Statistics": 0.5}
-    assert outputs[12]["mvlm_acc"] == {
-        "id": "2-v3", "split": "reasoning", "category": "Statistics", "extracted": "B", "correct": True,
-        "rule": "boxed", "flagged": False, "seed": "2", "variant": 3}
+    assert scores["mvlm_by_category"] == {"analytic geometry": 1.0, "statistics": 0.25}
+    record = outputs[22]["mvlm_acc"]
+    assert {key: record[key] for key in ("id", "split", "category", "correct", "seed", "variant")} == {
+        "id": "5-v3", "split": "reasoning", "category": "statistics", "correct": True, "seed": "5", "variant": 3}
+    assert record["verdicts"]["official"] == {"correct": True, "extracted": "A", "rule": "json"}
 
 
 def test_aggregations_on_hand_written_records():
+    def verdicts(official: bool, strict: bool) -> dict:
+        return {"official": {"correct": official}, "strict": {"correct": strict}}
+
     records = [
-        {"category": "a", "seed": "1", "correct": True},
-        {"category": "a", "seed": "1", "correct": False},
-        {"category": "a", "seed": "2", "correct": True},
-        {"category": "b", "seed": "3", "correct": True},
+        {"category": "a", "seed": "1", "correct": True, "verdicts": verdicts(True, False)},
+        {"category": "a", "seed": "1", "correct": False, "verdicts": verdicts(False, False)},
+        {"category": "a", "seed": "2", "correct": True, "verdicts": verdicts(True, True)},
+        {"category": "b", "seed": "3", "correct": True, "verdicts": verdicts(True, True)},
     ]
     assert metrics.micro_accuracy(records) == 0.75
+    assert metrics.strict_micro_accuracy(records) == 0.5
     assert metrics.category_accuracy(records) == {"a": 2 / 3, "b": 1.0}
     assert math.isclose(metrics.macro_accuracy(records), (2 / 3 + 1) / 2)
+    assert math.isclose(metrics.strict_macro_accuracy(records), (1 / 3 + 1) / 2)
     assert metrics.seed_average_accuracy(records) == (0.5 + 1 + 1) / 3
+    assert metrics.strict_seed_average_accuracy(records) == (0 + 1 + 1) / 3
     assert metrics.seed_worst_accuracy(records) == 2 / 3
+
+
+def test_worst_case_counts_a_seed_only_when_every_variant_is_right():
+    """DynaMath's worst case (the leaderboard's number) against its average case (the paper's)."""
+    records = [{"seed": seed, "correct": hit} for seed, hits in (("1", [True] * 10), ("2", [True] * 9 + [False]))
+               for hit in hits]
+    assert metrics.seed_worst_accuracy(records) == 0.5
+    assert metrics.seed_average_accuracy(records) == 0.95

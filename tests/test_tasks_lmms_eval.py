@@ -1,8 +1,8 @@
 """The task suite under the real lmms-eval CLI (`python -m lmms_eval`), offline, on CPU.
 
 Four runs start together at the first test that needs one (each pays ~10-20 s of imports):
-- "tiny": every task and group on the fixtures with a tiny random Qwen2-VL, built-in simple
-  backend `qwen2_vl` (doc_to_visual + doc_to_text);
+- "tiny": every task and group (official prompts and _cot variants) on the fixtures with a tiny
+  random Qwen2-VL, built-in simple backend `qwen2_vl` (doc_to_visual + doc_to_text);
 - "chat": two tasks with a tiny Qwen2.5-VL through the built-in chat backend `qwen2_5_vl`
   (messages built by lmms-eval from doc_to_visual + doc_to_text);
 - "scripted": every task and group with the built-in `from_log` backend replaying hand-written
@@ -26,13 +26,15 @@ from typing import Any
 import pytest
 from mvlm_tasks.fixtures import FIXTURE_DIR
 from mvlm_tasks.sources import DATA_ENV, GROUPS, PROBE_TASKS, REAL_TASKS, leaf_tasks
-from test_tasks_hooks import FIXTURE_SIZES, docs_of, response_with, right_answer, wrong_answer
+from test_tasks_hooks import FIXTURE_SIZES, docs_of, prompt_of, response_with, right_answer, wrong_answer
 
 TASKS_DIR = Path(__file__).resolve().parents[1] / "tasks"
 ALL_TASKS = [*REAL_TASKS, *PROBE_TASKS]
 LIMIT = 20  # scripted run: two whole DynaMath seeds
 TINY_LIMIT = 8  # tiny-model run: enough documents per task to cover the plumbing
-RECORD_FIELDS = {"id", "split", "category", "extracted", "correct", "rule", "flagged"}
+RECORD_FIELDS = {"id", "split", "category", "extracted", "correct", "rule", "flagged", "verdicts"}
+EVERYTHING = "mvlm_all,mvlm_all_cot,mvlm_probe,mvlm_mathvision_test,mvlm_mathvision_test_cot"
+UNGROUPED = {"mvlm_mathvision_test", "mvlm_mathvision_test_cot"}
 
 
 def scripted_right(doc_id: int) -> bool:
@@ -92,7 +94,7 @@ def _write_scripted_logs(folder: Path) -> None:
             docs, logs = docs_of(task), []
             for doc_id, doc in enumerate(docs.select(range(min(LIMIT, len(docs))))):
                 answer = right_answer(task, doc) if scripted_right(doc_id) else wrong_answer(task, doc)
-                logs.append({"doc_id": doc_id, "resps": [[response_with(answer)]]})
+                logs.append({"doc_id": doc_id, "resps": [[response_with(task, answer)]]})
             payload = {"args": {"model": "scripted", "model_args": "", "limit": None},
                        "model_configs": {"task": task}, "time": "0101_0000", "logs": logs}
             (folder / f"{task}.json").write_text(json.dumps(payload))
@@ -101,7 +103,7 @@ def _write_scripted_logs(folder: Path) -> None:
 @pytest.fixture(scope="session")
 def runs(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> dict[str, Run]:
     root = tmp_path_factory.mktemp("lmms_eval")
-    everything = "mvlm_all,mvlm_probe"
+    everything = EVERYTHING
     cpu = "device=cpu,device_map=cpu"
     logs = root / "scripted_logs"
     _write_scripted_logs(logs)
@@ -122,6 +124,15 @@ def runs(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> dict[str, Run
             run.process.kill()
 
 
+def _primary(task: str, records: list[dict], protocol: str) -> float:
+    """The task's primary score under a protocol, recomputed from the records' verdicts."""
+    groups: dict[Any, list[bool]] = defaultdict(list)
+    key = "seed" if task.startswith("mvlm_dynamath") else "category" if task.startswith("mvlm_mmstar") else None
+    for r in records:
+        groups[r[key] if key else None].append(r["verdicts"][protocol]["correct"])
+    return fmean(fmean(hits) for hits in groups.values())
+
+
 def _recompute(task: str, records: list[dict]) -> dict[str, Any]:
     """The task's scores, recomputed from its per-sample records."""
     hits = [r["correct"] for r in records]
@@ -132,11 +143,10 @@ def _recompute(task: str, records: list[dict]) -> dict[str, Any]:
         by_seed[r.get("seed")].append(r["correct"])
     scores = {"mvlm_micro_acc": fmean(hits),
               "mvlm_by_category": {c: fmean(h) for c, h in by_category.items()},
-              "mvlm_macro_acc": fmean(fmean(h) for h in by_category.values())}
-    primary = "mvlm_macro_acc" if task.startswith("mvlm_mmstar") else "mvlm_micro_acc"
-    scores["mvlm_acc"] = scores[primary]
-    if task == "mvlm_dynamath":
-        scores["mvlm_acc"] = fmean(fmean(h) for h in by_seed.values())
+              "mvlm_macro_acc": fmean(fmean(h) for h in by_category.values()),
+              "mvlm_acc": _primary(task, records, "official"),
+              "mvlm_strict_acc": _primary(task, records, "strict")}
+    if task.startswith("mvlm_dynamath"):
         scores["mvlm_worst_acc"] = fmean(all(h) for h in by_seed.values())
     return scores
 
@@ -157,10 +167,21 @@ def _check_scores_follow_the_samples(run: Run) -> dict[str, float]:
     return primary
 
 
+def _logged_prompts_match_the_hooks(run: Run) -> None:
+    """lmms-eval built each document's prompt with the task's own prompt style."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_ENV, str(FIXTURE_DIR))
+        for task in ("mvlm_mathvista_general", "mvlm_mathvista_general_cot", "mvlm_dynamath", "mvlm_ocrbench"):
+            sample = run.samples[task][0]
+            doc = docs_of(task)[sample["doc_id"]]
+            assert sample["input"] == prompt_of(task, doc), task
+
+
 def test_tiny_model_runs_every_task_and_group(runs: dict[str, Run]):
     run = runs["tiny"].wait()
     assert run.results, run.output[-3000:]
-    assert set(run.results["group_subtasks"]) == set(GROUPS)
+    assert set(run.results["group_subtasks"]) == set(GROUPS) | UNGROUPED
+    _logged_prompts_match_the_hooks(run)
     for task in ALL_TASKS:
         samples = run.samples[task]
         assert len(samples) == min(TINY_LIMIT, FIXTURE_SIZES[task]), task
@@ -186,11 +207,17 @@ def test_scripted_responses_are_scored_and_aggregated(runs: dict[str, Run]):
     assert run.results, run.output[-3000:]
     for task in ALL_TASKS:
         for sample in run.samples[task]:
-            assert sample["mvlm_acc"]["correct"] == scripted_right(sample["doc_id"]), (task, sample["doc_id"])
+            verdicts = sample["mvlm_acc"]["verdicts"]
+            assert verdicts["strict"]["correct"] == scripted_right(sample["doc_id"]), (task, sample["doc_id"])
+            if not task.endswith("_cot"):  # official-format responses: right under both protocols
+                assert verdicts["official"]["correct"] == scripted_right(sample["doc_id"]), (task, sample["doc_id"])
     primary = _check_scores_follow_the_samples(run)
     assert primary["mvlm_ocrbench"] == pytest.approx(4 / 6)
     assert run.results["results"]["mvlm_dynamath"]["mvlm_worst_acc,none"] == 0.0
     assert 0.5 < run.results["results"]["mvlm_all"]["mvlm_acc,none"] < 0.8
+    # \\boxed{} answers after reasoning: MMStar's official rule (the letter first) reads none of them
+    mmstar = run.results["results"]["mvlm_mmstar_reasoning_cot"]
+    assert mmstar["mvlm_acc,none"] == 0.0 and mmstar["mvlm_strict_acc,none"] > 0.5
 
 
 def test_chat_backend_gets_messages_from_the_tasks(runs: dict[str, Run]):

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
-from typing import Optional
 
 import typer
 from rich.table import Table
 
-from harness_ext.console import console
+from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 from merge_models.recipe import load_recipe
 
 DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
@@ -19,46 +18,76 @@ def _tasks(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
 
-def sweep(recipe: str = typer.Argument(..., help="Recipe YAML path or name in recipes/."),
-          grid: list[str] = typer.Option(..., "--grid", help="key=start:stop:step or key=a,b,c; repeatable."),
+def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML path or name in recipes/."),
+          grid: list[str] = typer.Option(..., "--grid", metavar="KEY=VALUES",
+                                         help="key=start:stop:step or key=a,b,c; repeatable."),
           tasks: str = typer.Option(DEFAULT_TASKS, help="Comma-separated lmms-eval tasks or groups."),
-          limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
-          out: Optional[Path] = typer.Option(None, help="Sweep folder (default out/sweeps/<recipe>)."),
+          limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
+          out: Path | None = typer.Option(None, help="Sweep folder (default out/sweeps/<recipe>)."),
           batch_size: int = typer.Option(8, help="Generation batch size."),
-          ingest: bool = typer.Option(True, help="Record every finished variant in results/.")) -> None:
-    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably, and plot them."""
+          ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record every finished variant (in the "
+                                                                         "local store, results/local/)."),
+          commit: bool = typer.Option(False, "--commit", help="Record in the committed store (results/) "
+                                                              "instead."),
+          set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
+    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably; table and figure per
+    task and per split, with documents (n) and 95% intervals."""
+    if quiet:
+        be_quiet()
     from harness_ext.plots import plot_sweep
     from harness_ext.sweep import parse_grid, run_sweep
 
     names = _tasks(tasks)
     folder = out or Path("out/sweeps") / Path(recipe).stem
-    on_done = _ingester() if ingest else None
-    results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=console.print)
-    table = Table(title=f"sweep of {recipe} (accuracy, %)")
+    on_done = _ingester(commit) if ingest else None
+    results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=say(quiet),
+                        overrides=parse_assignments(set_, "--set"))
     keys = list(results[0].overrides)
-    for column in [*keys, "hash", *[n.removeprefix("mvlm_") for n in names]]:
+    columns = list(dict.fromkeys((s.kind, s.name) for r in results for s in r.scores))
+    table = Table(title=f"sweep of {recipe}: accuracy (%) [95% bootstrap interval], per task and per split",
+                  caption="n: documents each score rests on", caption_justify="left")
+    for column in [*keys, "hash"]:
         table.add_column(column, justify="right")
+    for kind, name in columns:
+        counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
+        n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        table.add_column(f"{name.removeprefix('mvlm_')}{' (split)' if kind == 'split' else ''}\nn={n}",
+                         justify="right")
     for r in results:
+        by_column = {(s.kind, s.name): s for s in r.scores}
         table.add_row(*[str(r.overrides[k]) for k in keys], r.recipe_hash,
-                      *[f"{100 * r.scores[n]:.1f}" if n in r.scores else "-" for n in names])
-    console.print(table)
-    figure = plot_sweep([(r.overrides, r.scores) for r in results], names, folder / "sweep.png")
+                      *[_with_interval(by_column.get(column)) for column in columns])
+    print_table(table)
+    figure = plot_sweep([(r.overrides, r.scores) for r in results], folder / "sweep.png", f"sweep of {recipe}")
     console.print(f"figure: {figure}")
 
 
-def layers(recipe: str = typer.Argument(..., help="Recipe YAML path or name in recipes/."),
+def _with_interval(score) -> str:
+    if score is None or score.score is None:
+        return "-"
+    interval = "" if score.low is None else f" [{100 * score.low:.1f}, {100 * score.high:.1f}]"
+    return f"{100 * score.score:.1f}{interval}"
+
+
+def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML path or name in recipes/."),
            stats: bool = typer.Option(False, "--stats", help="Task-vector statistics only (no evaluation)."),
            tasks: str = typer.Option(DEFAULT_TASKS, help="Comma-separated lmms-eval tasks or groups."),
            module: str = typer.Option("attn,mlp", help="Module groups: attn, mlp."),
            mode: str = typer.Option("zero-delta", help="Knockout: base, zero-delta or constant."),
-           limit: Optional[int] = typer.Option(None, help="Documents per task (all by default)."),
-           out: Optional[Path] = typer.Option(None, help="Output folder (default out/layers/<recipe>)."),
+           limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
+           out: Path | None = typer.Option(None, help="Output folder (default out/layers/<recipe>)."),
            batch_size: int = typer.Option(8, help="Generation batch size."),
-           ingest: bool = typer.Option(True, help="Record the numbers in results/.")) -> None:
+           ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record the numbers in the local "
+                                                                          "store (results/local/layers/)."),
+           commit: bool = typer.Option(False, "--commit", help="Record them in the committed store (results/) "
+                                                               "instead."),
+           set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
     """Per-layer task-vector statistics (--stats), or knockouts in the VLM and the merge with heatmaps."""
+    if quiet:
+        be_quiet()
     modules = _tasks(module)
     folder = out or Path("out/layers") / Path(recipe).stem
-    parsed = load_recipe(recipe)
+    parsed = load_recipe(recipe, parse_assignments(set_, "--set"))
     if stats:
         _stats(parsed, modules, folder)
         return
@@ -72,11 +101,12 @@ def layers(recipe: str = typer.Argument(..., help="Recipe YAML path or name in r
         model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
         return split_accuracy(evaluate(model, names, None, limit).samples)
 
-    result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=console.print)
+    result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=say(quiet))
     paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
     _print_drops(result)
     if ingest:
-        record = _record_layers(paths["json"], result.hashes.get("merged", "unknown"), parsed.name or Path(recipe).stem)
+        record = _record_layers(paths["json"], result.hashes.get("merged", "unknown"), parsed.name or Path(recipe).stem,
+                                commit)
         console.print(f"recorded: {record}")
     console.print(f"heatmap: {paths['png']}; table: {paths['csv']}")
 
@@ -100,7 +130,7 @@ def _stats(recipe, modules: list[str], folder: Path) -> None:
                  *[f"{c:.1%}" for c in r.sign_conflict], f"{r.change_share:.1%}"]
         table.add_row(*map(str, cells))
         body.append(cells)
-    console.print(table)
+    print_table(table)
     folder.mkdir(parents=True, exist_ok=True)
     with open(folder / "task_vector_stats.csv", "w", newline="") as handle:
         csv.writer(handle).writerows([headers, *body])
@@ -117,30 +147,29 @@ def _print_drops(result) -> None:
         layers = next(iter(splits.values())).shape[0]
         for layer in range(layers):
             table.add_row(str(layer), *[f"{splits[s][layer, result.modules.index(m)]:+.1f}" for s, m in columns])
-        console.print(table)
+        print_table(table)
 
 
-def _ingester():
-    """A callback recording each finished variant's lmms-eval output in the results store."""
+def _ingester(commit: bool):
+    """A callback recording each finished variant's lmms-eval output (local store, or committed with commit)."""
     def ingest(path: Path) -> None:
+        from harness_ext.commands.track import record_runs
         from harness_ext.results.ingest import read_output
-        from harness_ext.results.store import Store, default_root
 
-        for added in Store(default_root()).add(read_output(path)):
-            console.print(f"{'recorded' if added.new else 'already recorded'}: {added.path}")
+        record_runs(read_output(path), commit=commit)
 
     return ingest
 
 
-def _record_layers(source: Path, recipe_hash: str, name: str) -> Path:
-    """Keep a knockout analysis's raw numbers under results/layers/ (one file per analysis, atomic)."""
+def _record_layers(source: Path, recipe_hash: str, name: str, commit: bool) -> Path:
+    """Keep a knockout analysis's raw numbers under <store>/layers/ (one file per analysis, atomic)."""
     from datetime import datetime, timezone
 
     from harness_ext.results.files import write_atomic
-    from harness_ext.results.store import default_root
+    from harness_ext.results.store import open_store
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    target = default_root() / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
+    target = open_store(write=True, commit=commit).root / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(target, source.read_text())
     return target

@@ -13,7 +13,7 @@ data_app = typer.Typer(help="Benchmark data: download the published datasets int
                        no_args_is_help=True)
 
 OutOpt = typer.Option("--out", help="Folder for <source>/<split>.parquet files; set MERGED_VLM_DATA to it.")
-TasksOpt = typer.Option("--tasks", help="Tasks or groups, comma-separated or repeated (default: mvlm_all).")
+TasksOpt = typer.Option("--tasks", metavar="NAMES", help="Tasks or groups, comma-separated or repeated (default: mvlm_all).")
 ForceOpt = typer.Option("--force", help="Download again even where a file exists.")
 
 

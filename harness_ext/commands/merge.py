@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from harness_ext.console import console, parse_assignments
+from harness_ext.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
 from merge_models.executor import resolve_merge_device
@@ -18,13 +18,16 @@ from merge_models.output import write_checkpoint
 from merge_models.plan import build_plan, module_rows, plan_totals
 from merge_models.recipe import load_recipe
 
-RecipeArg = typer.Argument(..., help="Recipe YAML path or the name of a recipe in recipes/.")
-SetOpt = typer.Option(None, "--set", help="Override a recipe field: --set lambda=0.7 --set sources.0.density=0.2")
+RecipeArg = typer.Argument(..., metavar="RECIPE", help="Recipe YAML path or the name of a recipe in recipes/.")
 
 
 def validate(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
-             recipe_only: bool = typer.Option(False, help="Check the recipe alone, not its checkpoints.")) -> None:
+             recipe_only: bool = typer.Option(False, "--recipe-only", help="Check the recipe alone, not its "
+                                                                          "checkpoints."),
+             quiet: bool = QuietOpt) -> None:
     """Check a recipe (and, unless --recipe-only, that its checkpoints exist and fit together)."""
+    if quiet:
+        be_quiet()
     parsed = load_recipe(recipe, parse_assignments(set_, "--set"))
     if recipe_only:
         console.print(f"ok: recipe valid (method {parsed.method}, {len(parsed.sources)} source(s))")
@@ -34,8 +37,11 @@ def validate(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
 
 
 def plan(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
-         as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON.")) -> None:
+         as_json: bool = typer.Option(False, "--json", help="Print the plan as JSON."),
+         quiet: bool = QuietOpt) -> None:
     """Dry run: per module what is merged, kept or excluded, with counts, bytes and a memory estimate."""
+    if quiet:
+        be_quiet()
     merge_plan = build_plan(load_recipe(recipe, parse_assignments(set_, "--set")))
     rows, totals = module_rows(merge_plan), plan_totals(merge_plan)
     if as_json:
@@ -47,24 +53,28 @@ def plan(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
         table.add_column(column, justify="right" if column in ("tensors", "parameters", "output bytes") else "left")
     for r in rows:
         table.add_row(r.module, r.action, r.reason, str(r.tensors), f"{r.params:,}", _size(r.out_bytes))
-    console.print(table)
+    print_table(table)
     counts = ", ".join(f"{v} {k}" for k, v in totals["tensors"].items())
     console.print(f"tensors: {counts}; merged parameters {totals['merged_params']:,}; "
                   f"read {_size(totals['input_bytes'])}, write {_size(totals['output_bytes'])} "
                   f"({totals['out_dtype']}); peak working memory at most about {_size(totals['peak_working_bytes'])}")
     if totals["unused_source_tensors"]:
         console.print(f"source tensors not used (vision-free or excluded): {totals['unused_source_tensors']}")
+    for name, rows in totals["vocab_rows_paired"].items():
+        console.print(f"{name}: {rows:,} rows paired with every input's by token string; the others stay the VLM's")
 
 
 def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
           out: Optional[Path] = typer.Option(None, "--out", help="Write the merged checkpoint here "
                                                                  "(default: the merge cache)."),
-          force: bool = typer.Option(False, help="Replace --out if it exists."),
-          quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar.")) -> None:
+          force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
+          quiet: bool = QuietOpt) -> None:
     """Merge a recipe into a Hugging Face checkpoint directory (atomic: all or nothing).
 
     Merging runs on the recipe's `merge_device` (--set merge_device=cpu), else on a GPU when there is one.
     """
+    if quiet:
+        be_quiet()
     parsed = load_recipe(recipe, parse_assignments(set_, "--set"))
     device = resolve_merge_device(parsed.merge_device)
     merge_plan = build_plan(parsed)
@@ -94,7 +104,7 @@ def methods() -> None:
             table.add_row(f"mergekit.{name}", "if it uses one", "run by mergekit's in-memory API")
     except ImportError:
         table.add_row("mergekit.*", "-", "install mergekit==0.1.5 to enable")
-    console.print(table)
+    print_table(table)
 
 
 def _size(nbytes: int) -> str:

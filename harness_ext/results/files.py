@@ -1,4 +1,8 @@
-"""Atomic file and folder writes: readers see the old state or the new one, never a partial one."""
+"""Atomic file and folder writes: readers see the old state or the new one, never a partial one.
+
+What they write gets the permissions of a plainly created file or folder (0666 / 0777 less the umask,
+so usually 0644 / 0755), not the private 0600 / 0700 of the temporary it is made in.
+"""
 
 from __future__ import annotations
 
@@ -18,6 +22,7 @@ def write_atomic(path: Path, data: str | bytes) -> None:
             sink.write(data.encode() if isinstance(data, str) else data)
             sink.flush()
             os.fsync(sink.fileno())
+        os.chmod(temp, 0o666 & ~_umask())
         os.replace(temp, path)
     except BaseException:
         Path(temp).unlink(missing_ok=True)
@@ -33,6 +38,7 @@ def publish_dir(target: Path, fill: Callable[[Path], None], replace: bool = Fals
     temp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         fill(temp)
+        os.chmod(temp, 0o777 & ~_umask())
         if target.exists() and replace:
             old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
             old.rmdir()
@@ -44,3 +50,10 @@ def publish_dir(target: Path, fill: Callable[[Path], None], replace: bool = Fals
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

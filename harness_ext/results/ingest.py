@@ -20,8 +20,18 @@ from pydantic import ValidationError
 
 from harness_ext.results import environment, stats
 from harness_ext.results.errors import ResultsError
-from harness_ext.results.record import SPLITS, Group, Harness, RunRecord, Sample, TaskResult
+from harness_ext.results.record import (
+    SPLITS,
+    Group,
+    Harness,
+    RunRecord,
+    Sample,
+    TaskResult,
+    Verdict,
+    document_set,
+)
 from harness_ext.results.variants import merged_variant, model_variant, parse_model_args
+from merge_models.portable import portable_data
 
 LMMS_RESULTS, LM_RESULTS = re.compile(r"(.+)_results\.json$"), re.compile(r"results_(.+)\.json$")
 AGGREGATIONS = {"micro_accuracy": "micro", "mean": "micro", "macro_accuracy": "macro",
@@ -80,23 +90,23 @@ def _record(files: RunFiles, root: Path, baseline: bool) -> RunRecord:
             raise ResultsError(f"{files.results}: no '{key}' object; not a complete {files.harness} results file")
     lmms = files.harness == "lmms-eval"
     config = data["config"]
-    merge = data.get("merged_vlm") if lmms else config.get("merged_vlm")
+    merge = portable_data(data.get("merged_vlm") if lmms else config.get("merged_vlm"))
+    model_args = portable_data(config.get("model_args"))
     if merge:
         variant, models = merged_variant(merge, baseline)
     else:
-        variant, models = model_variant(str(config.get("model")), parse_model_args(config.get("model_args")),
-                                        baseline)
+        variant, models = model_variant(str(config.get("model")), parse_model_args(model_args), baseline)
     groups = {name: members for name, members in (data.get("group_subtasks") or {}).items() if members}
     tasks = {name: _task(files, data, name, groups) for name in data["results"] if name not in groups}
     for name in files.samples:
         if name not in tasks:
             raise ResultsError(f"{files.samples[name]}: task {name} is not in {files.results.name}")
-    model_args = config.get("model_args")
     harness = Harness(
         name=files.harness, version=_text(data.get("lmms_eval_version" if lmms else "lm_eval_version")),
         model=str(config.get("model")),
         model_args=model_args if isinstance(model_args, str) else json.dumps(model_args, sort_keys=True),
-        backend=config.get("model_backend"), limit=config.get("limit"), gen_kwargs=config.get("gen_kwargs"),
+        backend=config.get("model_backend"), limit=config.get("limit"), batch_size=config.get("batch_size"),
+        gen_kwargs=config.get("gen_kwargs"),
         seed=[config.get(k) for k in ("random_seed", "numpy_seed", "torch_seed", "fewshot_seed")])
     return RunRecord(
         run_id=hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12],
@@ -150,9 +160,12 @@ def _task(files: RunFiles, data: dict[str, Any], name: str, groups: dict[str, li
     else:
         split_scores = {split: score} if split in SPLITS and score is not None else {}
     version = (data.get("versions") or {}).get(name)
+    n, n_total = _int(counts.get("effective")), _int(counts.get("original"))
+    limited = data["config"].get("limit") is not None and n is not None and (n_total is None or n < n_total)
     return TaskResult(version=None if version is None else str(version), split=split, metric=metric,
                       aggregation=aggregation, score=score, scores=_scores(reported), split_scores=split_scores,
-                      n=counts.get("effective"), n_total=counts.get("original"), samples=samples)
+                      n=n, n_total=n_total, limited=limited, samples=samples,
+                      doc_set=None if samples is None else document_set(s.key for s in samples))
 
 
 def _primary(name: str, reported: dict[str, Any], config: dict[str, Any], path: Path) -> tuple[str, str]:
@@ -213,14 +226,23 @@ def _sample(raw: dict[str, Any], metric: str, aggregation: str) -> Sample | None
     if isinstance(entry, dict) and "correct" in entry:
         correct = bool(entry["correct"])
         cluster = entry.get(CLUSTER_FIELD) if aggregation == "cluster_mean" else None
+        verdicts = entry.get("verdicts")
         return Sample(**common, id=_text(entry.get("id")), split=entry.get("split"),
                       category=_text(entry.get("category")), cluster=_text(cluster), value=float(correct), correct=correct,
-                      extracted=_text(entry.get("extracted")), rule=entry.get("rule"), flagged=entry.get("flagged"))
+                      extracted=_text(entry.get("extracted")), rule=entry.get("rule"), flagged=entry.get("flagged"),
+                      verdicts={name: _verdict(v) for name, v in verdicts.items()} if isinstance(verdicts, dict)
+                      else None)
     if isinstance(entry, bool | int | float):
         value = float(entry)
         return Sample(**common, id=_text(doc.get("id")), split=doc.get("split"),
                       category=_text(doc.get("category")), value=value, correct=bool(value) if value in (0.0, 1.0) else None)
     return None
+
+
+def _verdict(raw: dict[str, Any]) -> Verdict:
+    """One protocol's verdict of a sample (its extracted answer as text, like the sample's own)."""
+    return Verdict.model_validate({**raw, "correct": None if raw.get("correct") is None else bool(raw["correct"]),
+                                   "extracted": _text(raw.get("extracted"))})
 
 
 def _split(samples: list[Sample] | None, config: dict[str, Any], name: str, groups: dict[str, list[str]]) -> str | None:
@@ -276,6 +298,13 @@ def _date(data: dict[str, Any], lmms: bool, path: Path) -> str:
 def _float(value: Any) -> float | None:
     try:
         return float(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
     except (TypeError, ValueError):
         return None
 

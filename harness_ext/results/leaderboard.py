@@ -1,5 +1,12 @@
-"""The leaderboard: one row per variant with its latest score on every task, the perception and reasoning
+"""The leaderboard: one row per variant with its score on every task, the perception and reasoning
 averages, the change against the unmerged VLM baseline, and the perception-reasoning Pareto front.
+
+Coverage is part of every score. Per variant and task the row shows the run on the most documents
+(the most recent of those), so a run on part of the documents (`--limit`) never displaces a complete
+one; the `n` column says how many documents each score rests on, and a score on part of its task's
+documents is marked †. A change against the baseline is taken on the same documents: against the
+baseline's run on the variant's document set; where the baseline has none, no change is shown (≠).
+Scores are under one scoring protocol (`--protocol`, "official" by default).
 
 Split averages are unweighted means of task scores (as the suite's groups define them). So that
 averages compare like with like, each split's average runs over one set of tasks for every variant:
@@ -21,12 +28,27 @@ from rich.table import Table
 from rich.text import Text
 
 from harness_ext.results.errors import ResultsError
-from harness_ext.results.record import SPLITS
-from harness_ext.results.selection import resolve
+from harness_ext.results.record import DEFAULT_PROTOCOL, SPLITS
+from harness_ext.results.selection import find
 from harness_ext.results.store import Store
 
 SORT_KEYS = ("reasoning", "perception", "delta-reasoning", "delta-perception", "name", "date")
-FRONT, BASE = "★", "baseline"
+FRONT, BASE, PARTIAL, OTHER_DOCS = "★", "baseline", "†", "≠"
+
+
+@dataclass(frozen=True)
+class Coverage:
+    """The documents a task score rests on."""
+
+    n: int | None
+    n_total: int | None
+    doc_set: str | None
+    partial: bool
+
+    @property
+    def key(self) -> str:
+        """What a same-documents comparison matches on: the document set, else the count."""
+        return self.doc_set or f"first {self.n} of {self.n_total}"
 
 
 @dataclass
@@ -45,16 +67,50 @@ class Entry:
     is_baseline: bool
     scores: dict[str, float | None] = field(default_factory=dict)  # task -> primary score
     split_scores: dict[str, dict[str, float]] = field(default_factory=dict)  # task -> split -> score
+    coverage: dict[str, Coverage] = field(default_factory=dict)  # task -> documents of its score
+    on_documents: dict[str, dict[str, tuple[float | None, dict[str, float]]]] = field(default_factory=dict)
+    # task -> coverage key -> (score, split scores) of the latest run on those documents
     averages: dict[str, float | None] = field(default_factory=dict)  # split -> average
+    averaged: dict[str, list[str]] = field(default_factory=dict)  # split -> tasks the average runs over
     baseline: Entry | None = None
     pareto: bool = False
 
     def delta(self, key: str) -> float | None:
-        """Change against the baseline of a split average ("perception") or a task score."""
+        """Change against the baseline of a split average ("perception") or a task score, on the same
+        documents (None where the baseline has no run on them)."""
         if self.baseline is None or self.baseline is self:
             return None
-        mine, theirs = (self.averages, self.baseline.averages) if key in SPLITS else (self.scores, self.baseline.scores)
-        return None if mine.get(key) is None or theirs.get(key) is None else mine[key] - theirs[key]
+        if key in SPLITS:
+            mine, theirs = self.averages.get(key), self._baseline_average(key)
+        else:
+            found = self._baseline_on(key)
+            mine, theirs = self.scores.get(key), None if found is None else found[0]
+        return None if mine is None or theirs is None else mine - theirs
+
+    def differs(self, key: str) -> bool:
+        """Whether a change is missing only because the baseline has no run on these documents."""
+        if self.baseline is None or self.baseline is self or self.delta(key) is not None:
+            return False
+        tasks = self.averaged.get(key, []) if key in SPLITS else [key]
+        mine = self.averages.get(key) if key in SPLITS else self.scores.get(key)
+        return mine is not None and bool(tasks) and all(t in self.baseline.scores for t in tasks)
+
+    def partial(self, key: str) -> bool:
+        """Whether a task score, or any score a split average runs over, rests on part of its documents."""
+        tasks = self.averaged.get(key, []) if key in SPLITS else [key]
+        return any(t in self.coverage and self.coverage[t].partial for t in tasks)
+
+    def _baseline_on(self, task: str) -> tuple[float | None, dict[str, float]] | None:
+        """The baseline's (score, split scores) of a task on this entry's documents of it, if it has a run there."""
+        if task not in self.coverage or self.baseline is None:
+            return None
+        return self.baseline.on_documents.get(task, {}).get(self.coverage[task].key)
+
+    def _baseline_average(self, split: str) -> float | None:
+        over = self.averaged.get(split) or []
+        found = [self._baseline_on(t) for t in over]
+        values = [None if f is None else f[1].get(split) for f in found]
+        return fmean(values) if over and None not in values else None
 
 
 @dataclass
@@ -63,13 +119,17 @@ class Leaderboard:
     tasks: list[str]  # task columns, perception tasks first
     averaged: dict[str, list[str]]  # split -> tasks its average runs over
     baseline_rule: str
+    protocol: str = DEFAULT_PROTOCOL
 
 
 def build(store: Store, tasks: list[str] | None = None, baseline: str | None = None, sort: str = "reasoning",
-          ascending: bool = False) -> Leaderboard:
-    """The leaderboard of every variant in the store."""
+          ascending: bool = False, protocol: str = DEFAULT_PROTOCOL) -> Leaderboard:
+    """The leaderboard of every variant in the store, scored under `protocol`."""
     connection = store.index()
-    entries = _entries(connection)
+    known = [row[0] for row in connection.execute("SELECT DISTINCT protocol FROM protocol_scores ORDER BY protocol")]
+    if known and protocol not in known:
+        raise ResultsError(f"--protocol {protocol}: no recorded run has it; recorded: {', '.join(known)}")
+    entries = _entries(connection, protocol)
     if not entries:
         raise ResultsError(f"{store.root}: no runs recorded yet; run `merged-vlm track ingest OUTPUT_PATH`")
     seen = {t for e in entries for t in e.scores}
@@ -81,28 +141,54 @@ def build(store: Store, tasks: list[str] | None = None, baseline: str | None = N
                         and (tasks is not None or 2 * sum(t in e.scores for e in entries) >= len(entries))]
                 for split in SPLITS}
     for entry in entries:
+        entry.averaged = averaged
         for split, over in averaged.items():
             values = [entry.split_scores.get(t, {}).get(split) for t in over]
             entry.averages[split] = fmean(values) if over and None not in values else None
-    rule = _assign_baselines(entries, store, baseline)
+    rule = _assign_baselines(entries, connection, baseline)
     _mark_front(entries)
-    return Leaderboard(_sorted(entries, sort, ascending, columns), columns, averaged, rule)
+    return Leaderboard(_sorted(entries, sort, ascending, columns), columns, averaged, rule, protocol)
 
 
-def _entries(connection: sqlite3.Connection) -> list[Entry]:
+def _entries(connection: sqlite3.Connection, protocol: str) -> list[Entry]:
     variants = connection.execute(
-        "SELECT *, MAX(baseline) OVER (PARTITION BY variant_id) AS any_baseline FROM (SELECT *, ROW_NUMBER() OVER "
-        "(PARTITION BY variant_id ORDER BY date DESC, run_id DESC) AS rank FROM runs)").fetchall()
-    entries = {row["variant_id"]: Entry(row["variant_id"], row["name"], row["kind"], row["method"], row["lambda"],
-                                        row["weights"], row["layers"], row["vlm"], row["date"],
+        "SELECT r.*, v.display, MAX(r.baseline) OVER (PARTITION BY r.variant_id) AS any_baseline FROM (SELECT *, "
+        "ROW_NUMBER() OVER (PARTITION BY variant_id ORDER BY date DESC, run_id DESC) AS rank FROM runs) r "
+        "JOIN variants v USING (variant_id)").fetchall()
+    entries = {row["variant_id"]: Entry(row["variant_id"], row["display"], row["kind"], row["method"],
+                                        row["lambda"], row["weights"], row["layers"], row["vlm"], row["date"],
                                         bool(row["any_baseline"]))
                for row in variants if row["rank"] == 1}
-    for row in connection.execute("SELECT variant_id, task, score, run_id FROM latest"):
-        entries[row["variant_id"]].scores[row["task"]] = row["score"]
-    for row in connection.execute("SELECT l.variant_id, s.task, s.split, s.score FROM latest l JOIN split_scores s "
-                                  "ON s.run_id = l.run_id AND s.task = l.task"):
+    chosen = connection.execute(
+        "SELECT m.variant_id, m.task, m.run_id, m.n, m.n_total, m.doc_set, m.limited, p.score FROM most_complete m "
+        "LEFT JOIN protocol_scores p ON p.run_id = m.run_id AND p.task = m.task AND p.protocol = ? AND p.split = ''",
+        (protocol,))
+    for row in chosen:
+        entry = entries[row["variant_id"]]
+        entry.scores[row["task"]] = row["score"]
+        entry.coverage[row["task"]] = Coverage(row["n"], row["n_total"], row["doc_set"], bool(row["limited"]))
+    for row in connection.execute(
+            "SELECT m.variant_id, p.task, p.split, p.score FROM most_complete m JOIN protocol_scores p ON "
+            "p.run_id = m.run_id AND p.task = m.task AND p.protocol = ? AND p.split != ''", (protocol,)):
         entries[row["variant_id"]].split_scores.setdefault(row["task"], {})[row["split"]] = row["score"]
+    _load_document_sets(connection, entries, protocol)
     return list(entries.values())
+
+
+def _load_document_sets(connection: sqlite3.Connection, entries: dict[str, Entry], protocol: str) -> None:
+    """Per variant, task and document set: the latest run's scores (what changes against a baseline use)."""
+    rows = connection.execute(
+        "SELECT r.variant_id, t.task, t.n, t.n_total, t.doc_set, p.split, p.score FROM tasks t "
+        "JOIN runs r USING (run_id) JOIN protocol_scores p ON p.run_id = t.run_id AND p.task = t.task "
+        "AND p.protocol = ? ORDER BY r.date, r.run_id, p.split", (protocol,))
+    for row in rows:  # oldest first: a later run on the same documents replaces an earlier one
+        key = Coverage(row["n"], row["n_total"], row["doc_set"], False).key
+        sets = entries[row["variant_id"]].on_documents.setdefault(row["task"], {})
+        score, splits = sets.get(key, (None, {}))
+        if row["split"] == "":
+            sets[key] = (row["score"], {})
+        else:
+            sets[key] = (score, {**splits, row["split"]: row["score"]})
 
 
 def _ordered(tasks: list[str], entries: list[Entry]) -> list[str]:
@@ -113,9 +199,11 @@ def _ordered(tasks: list[str], entries: list[Entry]) -> list[str]:
     return sorted(tasks, key=rank)
 
 
-def _assign_baselines(entries: list[Entry], store: Store, explicit: str | None) -> str:
+def _assign_baselines(entries: list[Entry], connection: sqlite3.Connection, explicit: str | None) -> str:
     if explicit:
-        variant_id = resolve(explicit, store).variant.id
+        target = find(connection, explicit)
+        variant_id = target.id if target.kind == "variant" else connection.execute(
+            "SELECT variant_id FROM runs WHERE run_id = ?", (target.id,)).fetchone()[0]
         chosen = next((e for e in entries if e.id == variant_id), None)
         if chosen is None:
             raise ResultsError(f"--baseline {explicit}: names a run that is not in the store; ingest it first")
@@ -174,28 +262,63 @@ def short(task: str) -> str:
     return task.removeprefix("mvlm_")
 
 
+def documents(entry: Entry, tasks: list[str]) -> str:
+    """The n column: documents per task ("200", "6-20"), "of N" and † when part of the tasks' documents."""
+    covered = [entry.coverage[t] for t in tasks if t in entry.coverage and entry.coverage[t].n is not None]
+    if not covered:
+        return "-"
+
+    def span(values: list[int]) -> str:
+        return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
+
+    text = span(sorted(c.n for c in covered))
+    if any(c.partial for c in covered):
+        totals = sorted(c.n_total for c in covered if c.n_total is not None)
+        text += (f" of {span(totals)}" if totals else "") + f" {PARTIAL}"
+    return text
+
+
 def header(board: Leaderboard) -> list[str]:
     """Column titles shared by the terminal table, Markdown and HTML."""
-    return ["variant", "method", "λ", "weights (VLM / sources)", "layers", "hash", "perception", "Δ perc.",
+    return ["variant", "method", "λ", "weights (VLM / sources)", "layers", "hash", "n", "perception", "Δ perc.",
             "reasoning", "Δ reas.", *map(short, board.tasks)]
+
+
+def name_cell(entry: Entry) -> str:
+    """The variant's name with its markers: ★ on the Pareto front, (baseline)."""
+    return entry.name + (f" {FRONT}" if entry.pareto else "") + (f" ({BASE})" if entry.is_baseline else "")
+
+
+def score_text(entry: Entry, key: str) -> str:
+    """A task score or split average with its † when it rests on part of the documents."""
+    value = entry.averages.get(key) if key in SPLITS else entry.scores.get(key)
+    return percent(value) + (PARTIAL if value is not None and entry.partial(key) else "")
+
+
+def change_text(entry: Entry, key: str) -> str:
+    """The change against the baseline in points, ≠ when the baseline has no run on the same documents."""
+    return signed(entry.delta(key)) or (OTHER_DOCS if entry.differs(key) else "")
 
 
 def cells(board: Leaderboard, entry: Entry) -> list[str]:
     """One row's cells as text (tasks as "score (change)")."""
-    name = entry.name + (f" {FRONT}" if entry.pareto else "") + (f" ({BASE})" if entry.is_baseline else "")
-    tasks = [percent(entry.scores.get(t)) + (f" ({signed(entry.delta(t))})" if entry.delta(t) is not None else "")
+    tasks = [score_text(entry, t) + (f" ({change_text(entry, t)})" if change_text(entry, t) else "")
              for t in board.tasks]
-    return [name, entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-", entry.layers or "-",
-            short_id(entry.id), percent(entry.averages["perception"]), signed(entry.delta("perception")) or "-",
-            percent(entry.averages["reasoning"]), signed(entry.delta("reasoning")) or "-", *tasks]
+    return [name_cell(entry), entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-",
+            entry.layers or "-", short_id(entry.id), documents(entry, board.tasks), score_text(entry, "perception"),
+            change_text(entry, "perception") or "-", score_text(entry, "reasoning"),
+            change_text(entry, "reasoning") or "-", *tasks]
 
 
 def caption(board: Leaderboard) -> str:
-    """What the averages run over, which baseline applies, and the markers."""
+    """What the averages run over, which baseline and protocol apply, and the markers."""
     over = "; ".join(f"{split} average over {', '.join(map(short, tasks)) or 'no task'}"
                      for split, tasks in board.averaged.items())
-    return f"Scores in %, changes against the baseline in points. {over} (a variant missing one has none). " \
-           f"{board.baseline_rule}. {FRONT}: on the perception-reasoning Pareto front."
+    return (f"Scores in %, protocol {board.protocol}; changes against the baseline in points, on the same "
+            f"documents. n: documents per task (each task's run on the most documents). {over} (a variant missing "
+            f"one has none). {board.baseline_rule}. {PARTIAL}: rests on part of the task's documents (--limit); "
+            f"{OTHER_DOCS}: the baseline has no run on these documents; {FRONT}: on the perception-reasoning "
+            "Pareto front.")
 
 
 def short_id(variant_id: str) -> str:
@@ -208,22 +331,25 @@ def rich_table(board: Leaderboard) -> Table:
     table = Table(title="merged-vlm leaderboard", caption=caption(board), caption_justify="left", title_justify="left")
     for title in ("variant", "method", "λ", "weights", "layers", "hash"):
         table.add_column(title, no_wrap=title in ("method", "hash"), overflow="fold")
+    table.add_column("n", justify="right", no_wrap=True)
     for title in ("perception\navg", "reasoning\navg", *(short(t).replace("_", "\n") for t in board.tasks)):
         table.add_column(title, justify="right", no_wrap=True)
     for entry in board.entries:
-        name = entry.name + (f" {FRONT}" if entry.pareto else "") + (f" ({BASE})" if entry.is_baseline else "")
-        scores = [_scored(entry.averages[s], entry.delta(s)) for s in SPLITS]
-        scores += [_scored(entry.scores.get(t), entry.delta(t)) for t in board.tasks]
-        table.add_row(name, entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-",
-                      entry.layers or "-", short_id(entry.id), *scores, style="italic" if entry.is_baseline else "")
+        scores = [_scored(entry, key) for key in (*SPLITS, *board.tasks)]
+        table.add_row(name_cell(entry), entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-",
+                      entry.layers or "-", short_id(entry.id), documents(entry, board.tasks), *scores,
+                      style="italic" if entry.is_baseline else "")
     return table
 
 
-def _scored(value: float | None, change: float | None) -> Text:
-    text = Text(percent(value), no_wrap=True)
+def _scored(entry: Entry, key: str) -> Text:
+    text = Text(score_text(entry, key), no_wrap=True)
+    change = entry.delta(key)
     if change is not None:
         rounded = round(100 * change, 1)
         text.append(f" ({signed(change)})", style="green" if rounded > 0 else "red" if rounded < 0 else "dim")
+    elif entry.differs(key):
+        text.append(f" ({OTHER_DOCS})", style="dim")
     return text
 
 
@@ -237,20 +363,31 @@ def markdown(board: Leaderboard) -> str:
 
 
 def csv_text(board: Leaderboard) -> str:
-    """Machine-readable: full ids, scores in percent, one column per task and per task change."""
+    """Machine-readable: full ids, scores in percent, per task its change, documents and partial flag."""
     sink = io.StringIO()
     writer = csv.writer(sink, lineterminator="\n")
     writer.writerow(["variant", "variant_id", "kind", "method", "lambda", "weights", "layers", "vlm", "baseline",
-                     "pareto", "baseline_variant", "perception", "delta_perception", "reasoning", "delta_reasoning",
-                     *[c for t in board.tasks for c in (t, f"{t}_delta")]])
+                     "pareto", "baseline_variant", "protocol", "n_min", "partial", "perception", "delta_perception",
+                     "reasoning", "delta_reasoning",
+                     *[c for t in board.tasks for c in (t, f"{t}_delta", f"{t}_n", f"{t}_n_total", f"{t}_partial")]])
 
     def number(value: float | None) -> str:
         return "" if value is None else f"{100 * value:.4f}"
 
+    def count(value: int | None) -> str:
+        return "" if value is None else str(value)
+
     for e in board.entries:
+        covered = [e.coverage[t] for t in board.tasks if t in e.coverage]
+        n_min = min((c.n for c in covered if c.n is not None), default=None)
+        per_task = []
+        for t in board.tasks:
+            c = e.coverage.get(t)
+            per_task += [number(e.scores.get(t)), number(e.delta(t)), count(c and c.n), count(c and c.n_total),
+                         "" if c is None else int(c.partial)]
         writer.writerow([e.name, e.id, e.kind, e.method or "", e.lambda_ or "", e.weights or "", e.layers or "",
                          e.vlm or "", int(e.is_baseline), int(e.pareto), e.baseline.id if e.baseline else "",
+                         board.protocol, count(n_min), int(any(c.partial for c in covered)),
                          number(e.averages["perception"]), number(e.delta("perception")),
-                         number(e.averages["reasoning"]), number(e.delta("reasoning")),
-                         *[number(v) for t in board.tasks for v in (e.scores.get(t), e.delta(t))]])
+                         number(e.averages["reasoning"]), number(e.delta("reasoning")), *per_task])
     return sink.getvalue()

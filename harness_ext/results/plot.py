@@ -1,4 +1,8 @@
-"""The perception-vs-reasoning scatter of a leaderboard, with the Pareto front marked (PNG, Agg backend)."""
+"""The perception-vs-reasoning scatter of a leaderboard, with the Pareto front marked (PNG, Agg backend).
+
+A variant whose averages rest on part of their tasks' documents (--limit) is drawn hollow, and the
+caption states how many documents the scores rest on.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,8 @@ import io
 import textwrap
 
 from harness_ext.results.errors import ResultsError
-from harness_ext.results.leaderboard import Entry, Leaderboard, short
+from harness_ext.results.leaderboard import PARTIAL, Entry, Leaderboard, documents, short
+from harness_ext.results.record import SPLITS
 
 COLOURS = {"variant": "#4c72b0", "front": "#dd8452", "baseline": "#222222"}
 MAX_LABELS = 25  # more points than this: only the front and the baseline are named
@@ -34,11 +39,16 @@ def scatter_png(board: Leaderboard) -> bytes:
     for kind, chosen, marker, size in (("variant", [e for e in points if not e.pareto and not e.is_baseline], "o", 45),
                                        ("front", [e for e in points if e.pareto and not e.is_baseline], "o", 70),
                                        ("baseline", [e for e in points if e.is_baseline], "D", 60)):
-        if chosen:
-            xs, ys = zip(*(_xy(e) for e in chosen))
-            label = {"variant": "merged variant", "front": "on the front", "baseline": "unmerged VLM (baseline)"}[kind]
-            axes.scatter(xs, ys, s=size, marker=marker, color=COLOURS[kind], edgecolor="white", linewidth=0.8,
-                         zorder=3, label=label)
+        label = {"variant": "merged variant", "front": "on the front", "baseline": "unmerged VLM (baseline)"}[kind]
+        for partial in (False, True):
+            group = [e for e in chosen if _partial(e) == partial]
+            if not group:
+                continue
+            xs, ys = zip(*(_xy(e) for e in group))
+            axes.scatter(xs, ys, s=size, marker=marker, zorder=3, linewidth=1.2 if partial else 0.8,
+                         color="white" if partial else COLOURS[kind],
+                         edgecolor=COLOURS[kind] if partial else "white",
+                         label=f"{label}, part of the documents {PARTIAL}" if partial else label)
     _limits(axes, points)
     axes.set_xlabel("perception average (%)")
     axes.set_ylabel("reasoning average (%)")
@@ -49,12 +59,18 @@ def scatter_png(board: Leaderboard) -> bytes:
         axes.spines[side].set_visible(False)
     figure.legend(loc="outside right upper", frameon=False, fontsize=8)
     over = "; ".join(f"{split} average over {', '.join(map(short, tasks))}" for split, tasks in board.averaged.items())
-    figure.supxlabel(textwrap.fill(over, 120), fontsize=7, color="#59636e")
+    counts = sorted({documents(e, board.tasks) for e in points})
+    note = f"{over}; documents per task (n): {', '.join(counts)}; protocol {board.protocol}"
+    figure.supxlabel(textwrap.fill(note, 120), fontsize=7, color="#59636e")
     _label_points(figure, axes, points, front)
     sink = io.BytesIO()
     figure.savefig(sink, format="png")
     plt.close(figure)
     return sink.getvalue()
+
+
+def _partial(entry: Entry) -> bool:
+    return any(entry.partial(split) for split in SPLITS)
 
 
 def _xy(entry: Entry) -> tuple[float, float]:

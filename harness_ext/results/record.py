@@ -2,12 +2,19 @@
 
 A record is a plain JSON file under `results/runs/`, written once and never rewritten. It is laid
 out for diffs: nested objects indented, each per-sample verdict on one line.
+
+Format 2 adds what a score rests on: every task result carries its document set (`doc_set`, a hash
+of the sorted document keys) and whether `--limit` cut it (`limited`), and samples carry their
+verdicts under every scoring protocol the task logged (`verdicts`). Format-1 records are read and
+upgraded in memory (document sets computed from their samples).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -15,12 +22,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from harness_ext.results.errors import ResultsError
 
-FORMAT = 1
+FORMAT = 2
+READABLE_FORMATS = (1, 2)
 SPLITS = ("perception", "reasoning")
+DEFAULT_PROTOCOL = "official"  # the protocol of a sample's top-level `correct` (a task's default scoring)
 
 
 class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+def document_set(keys: Iterable[str]) -> str:
+    """The identity of a set of documents: a hash of their sorted keys (dataset id, else position)."""
+    return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+class Verdict(BaseModel):
+    """A document's verdict under one scoring protocol (further fields a task logs are kept)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    correct: bool | None = None
+    extracted: str | None = None
+    rule: str | None = None
 
 
 class Sample(_Model):
@@ -38,6 +62,7 @@ class Sample(_Model):
     response: str | None = None
     rule: str | None = None
     flagged: bool | None = None
+    verdicts: dict[str, Verdict] | None = None  # per protocol, when the task logs several ("official", "strict")
 
     @property
     def key(self) -> str:
@@ -57,7 +82,14 @@ class TaskResult(_Model):
     split_scores: dict[str, float] = Field(default_factory=dict)
     n: int | None = None  # documents evaluated
     n_total: int | None = None  # documents in the task
+    doc_set: str | None = None  # document_set() of the samples' keys; None without per-sample logs
+    limited: bool = False  # --limit left out some of the task's documents
     samples: list[Sample] | None = None  # None: the run was made without --log_samples
+
+    @property
+    def partial(self) -> bool:
+        """Whether the score rests on part of the task's documents."""
+        return self.limited or (self.n is not None and self.n_total is not None and self.n < self.n_total)
 
 
 class Group(_Model):
@@ -102,6 +134,7 @@ class Harness(_Model):
     model_args: str
     backend: str | None = None
     limit: float | None = None
+    batch_size: Any = None  # batches pad their prompts, so answers may depend on it
     gen_kwargs: Any = None
     seed: Any = None
 
@@ -154,13 +187,30 @@ def dumps(record: RunRecord) -> str:
 def parse_record(text: str, origin: str) -> RunRecord:
     """A record from its file text; a ResultsError names `origin` when it is not a valid record."""
     try:
-        record = RunRecord.model_validate_json(text)
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ResultsError(f"{origin}: not a valid run record (not JSON: {exc.msg})") from None
+    found = data.get("format") if isinstance(data, dict) else None
+    if isinstance(found, int) and found not in READABLE_FORMATS:
+        raise ResultsError(f"{origin}: record format {found}, this version reads formats "
+                           f"{', '.join(map(str, READABLE_FORMATS))}")
+    try:
+        record = RunRecord.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "(top level)"
         raise ResultsError(f"{origin}: not a valid run record ({where}: {first['msg']})") from None
-    if record.format != FORMAT:
-        raise ResultsError(f"{origin}: record format {record.format}, this version reads format {FORMAT}")
+    return _upgraded(record) if record.format == 1 else record
+
+
+def _upgraded(record: RunRecord) -> RunRecord:
+    """A format-1 record in format 2: document sets from the samples, `limited` from the run's --limit."""
+    for result in record.tasks.values():
+        if result.samples is not None:
+            result.doc_set = document_set(s.key for s in result.samples)
+        result.limited = record.harness.limit is not None and result.n is not None and (
+            result.n_total is None or result.n < result.n_total)
+    record.format = FORMAT
     return record
 
 

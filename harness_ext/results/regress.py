@@ -4,6 +4,9 @@ statistically significant.
 Significant means both: the paired bootstrap interval of the difference (level 1 - alpha) lies
 entirely below zero, and McNemar's test on the paired verdicts gives p < alpha (when the verdicts are
 binary). Tasks and split averages are both checked.
+
+A candidate also fails when it covers fewer documents than the baseline (a task missing, or fewer of
+its documents): a gate passed on part of the documents says nothing about the rest.
 """
 
 from __future__ import annotations
@@ -18,6 +21,16 @@ def check_comparable(comparison: Comparison) -> None:
     if missing:
         raise ResultsError(f"no per-sample log for {', '.join(missing)} on one side; a significance test needs "
                            "them: re-run lmms-eval with --log_samples and ingest again")
+
+
+def coverage_failures(comparison: Comparison) -> list[str]:
+    """Where the candidate (B) covers fewer documents than the baseline (A), one line each."""
+    out = [f"{task}: the candidate was not evaluated on it" for task in comparison.only_in_a]
+    for task in comparison.narrowed:  # the other compared tasks rest on the same documents on both sides
+        baseline, candidate = comparison.a.tasks[task].n or 0, comparison.b.tasks[task].n or 0
+        if candidate < baseline:
+            out.append(f"{task}: the candidate covers {candidate} of the baseline's {baseline} documents")
+    return out
 
 
 def is_regression(row: Row, max_drop_points: float, alpha: float) -> bool:

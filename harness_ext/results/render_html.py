@@ -9,9 +9,12 @@ from datetime import datetime, timezone
 from harness_ext.results.leaderboard import (
     BASE,
     FRONT,
+    OTHER_DOCS,
+    PARTIAL,
     Entry,
     Leaderboard,
     caption,
+    documents,
     header,
     percent,
     short,
@@ -64,13 +67,13 @@ document.querySelectorAll("table.board tr.columns th").forEach((th, column) => {
 });
 """
 
-LEFT_COLUMNS = 6  # variant, method, lambda, weights, layers, hash
+LEFT_COLUMNS = 7  # variant, method, lambda, weights, layers, hash, n
 
 
 def page(board: Leaderboard, plot_png: bytes | None) -> str:
     """The whole page as a string."""
     titles = [*header(board)[:LEFT_COLUMNS], "perception", "reasoning", *map(short, board.tasks)]
-    head = "".join(f'<th scope="col"{" class=num" if i >= LEFT_COLUMNS else ""}>{_breakable(t)}</th>'
+    head = "".join(f'<th scope="col"{" class=num" if i >= LEFT_COLUMNS - 1 else ""}>{_breakable(t)}</th>'
                    for i, t in enumerate(titles))
     body = "\n".join(_row(board, entry) for entry in board.entries)
     figure = "" if plot_png is None else (
@@ -133,14 +136,26 @@ def _row(board: Leaderboard, entry: Entry) -> str:
             (f'<code title="{html.escape(entry.id)}">{html.escape(short_id(entry.id))}</code>', entry.id)]
     cells = [f'<td{" class=front" if i == 0 and entry.pareto else ""} data-v="{html.escape(v, quote=True)}">{c}</td>'
              for i, (c, v) in enumerate(text)]
-    cells += [_number(entry.averages[split], entry.delta(split)) for split in ("perception", "reasoning")]
-    cells += [_number(entry.scores.get(task), entry.delta(task)) for task in board.tasks]
+    n = min((c.n for t, c in entry.coverage.items() if t in board.tasks and c.n is not None), default=None)
+    cells.append(f'<td class="num" data-v="{"" if n is None else n}">{html.escape(documents(entry, board.tasks))}'
+                 "</td>")
+    cells += [_number(entry, key, entry.averages[key]) for key in ("perception", "reasoning")]
+    cells += [_number(entry, task, entry.scores.get(task)) for task in board.tasks]
     return f'<tr{" class=baseline" if entry.is_baseline else ""}>{"".join(cells)}</tr>'
 
 
-def _number(value: float | None, change: float | None = None) -> str:
-    delta = "" if change is None else f'<span class="delta {_direction(change)}">{signed(change)}</span>'
-    return f'<td class="num" data-v="{"" if value is None else value}">{percent(value)}{delta}</td>'
+def _number(entry: Entry, key: str, value: float | None) -> str:
+    """A score cell: † when it rests on part of the documents, its change, or ≠ without a same-documents one."""
+    change = entry.delta(key)
+    mark = (f'<span title="rests on part of the task&#39;s documents">{PARTIAL}</span>'
+            if value is not None and entry.partial(key) else "")
+    if change is not None:
+        delta = f'<span class="delta {_direction(change)}">{signed(change)}</span>'
+    elif entry.differs(key):
+        delta = f'<span class="delta" title="the baseline has no run on these documents">{OTHER_DOCS}</span>'
+    else:
+        delta = ""
+    return f'<td class="num" data-v="{"" if value is None else value}">{percent(value)}{mark}{delta}</td>'
 
 
 def _direction(value: float) -> str:

@@ -97,6 +97,11 @@ def bootstrap_deltas(a: Sequence[float], b: Sequence[float], design: Design, ite
     return out
 
 
+def bootstrap_scores(values: Sequence[float], design: Design, iterations: int, rng: np.random.Generator) -> np.ndarray:
+    """`iterations` bootstrap replicates of one run's score."""
+    return bootstrap_deltas(np.zeros(len(values)), values, design, iterations, rng)
+
+
 def interval(deltas: np.ndarray, alpha: float) -> tuple[float, float]:
     """The percentile interval of level 1 - alpha."""
     low, high = np.nanpercentile(deltas, [100 * alpha / 2, 100 * (1 - alpha / 2)])

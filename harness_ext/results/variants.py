@@ -17,6 +17,7 @@ import json
 from pathlib import PurePath
 from typing import Any
 
+from harness_ext.arguments import split_arguments
 from harness_ext.results.record import ModelRef, Variant
 
 # Model arguments that do not change what is evaluated.
@@ -32,7 +33,7 @@ def merged_variant(merge: dict[str, Any], marked_baseline: bool) -> tuple[Varian
     vlm, sources, base = recipe["vlm"], recipe.get("sources") or [], recipe.get("base")
     reason = _baseline_reason(merge, recipe, marked_baseline)
     variant = Variant(
-        id=recipe_hash, name=recipe.get("name") or f"merge-{recipe_hash[:8]}", kind="merged",
+        id=recipe_hash, name=variant_name(recipe, merge.get("overrides"), recipe_hash), kind="merged",
         method=_method(recipe), lambda_=recipe.get("lambda"),
         weights=f"{_plain(vlm.get('weight'))} / {', '.join(_plain(s.get('weight')) for s in sources)}",
         layers=_layers(recipe), vlm=_model_name(vlm.get("model"), vlm.get("revision")), recipe_hash=recipe_hash,
@@ -44,13 +45,22 @@ def merged_variant(merge: dict[str, Any], marked_baseline: bool) -> tuple[Varian
     return variant, models
 
 
+def variant_name(recipe: dict[str, Any], overrides: dict[str, Any] | None, recipe_hash: str) -> str:
+    """The recipe's name; with `--model_args` overrides, `<name>@<key>=<value>,...` (as sweeps name their
+    variants), so a recipe evaluated with and without overrides gets two names. An overridden `name` stands."""
+    name = recipe.get("name") or f"merge-{recipe_hash[:8]}"
+    if not overrides or "name" in overrides:
+        return name
+    return f"{name}@" + ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items())
+
+
 def model_variant(model: str, model_args: dict[str, Any], marked_baseline: bool) -> tuple[Variant, list[ModelRef]]:
     """The variant and model of a run of a built-in backend (no merge record)."""
     args = {k: v for k, v in sorted(model_args.items()) if k not in RUNTIME_ARGS}
     digest = hashlib.sha256(json.dumps([model, args], sort_keys=True, default=str).encode()).hexdigest()[:16]
     pretrained = args.get("pretrained") or args.get("model") or next(
         (str(v) for k, v in args.items() if k.endswith("path")), None)
-    named = pretrained or next((str(v) for v in args.values() if "/" in str(v)), None)  # e.g. from_log's logs=
+    named = pretrained or next((str(v) for v in args.values() if v), None)  # e.g. from_log's logs=
     label = PurePath(str(named).rstrip("/")).name if named else ""
     revision = args.get("revision")
     variant = Variant(id=f"model-{digest}", name=f"{model}:{label}" if label else model, kind="model",
@@ -61,10 +71,10 @@ def model_variant(model: str, model_args: dict[str, Any], marked_baseline: bool)
 
 
 def parse_model_args(value: Any) -> dict[str, Any]:
-    """lmms-eval's `k=v,k=v` string or lm-eval's dict, as a dict."""
+    """lmms-eval's `k=v,k=v` string (commas inside brackets belong to the value) or lm-eval's dict, as a dict."""
     if isinstance(value, dict):
         return dict(value)
-    pairs = (item.split("=", 1) for item in str(value or "").split(",") if "=" in item)
+    pairs = (item.split("=", 1) for item in split_arguments(str(value or "")) if "=" in item)
     return {k.strip(): v.strip() for k, v in pairs}
 
 

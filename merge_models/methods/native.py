@@ -35,6 +35,10 @@ class TensorParams:
     seed: int
     name: str
     extra: Mapping[str, Any] = field(default_factory=dict)
+    sign_election: str = "weighted_sum"
+    disjoint_mean: str | None = None  # None: "weights" when normalize, else "none"
+    min_kept: int = 1
+    task_vector_dtype: torch.dtype | None = None
 
 
 class ChunkSource(Protocol):
@@ -102,10 +106,15 @@ class Linear:
 class TaskVectorMethod:
     """The generalised task-arithmetic family: sparsify, weight, optionally elect signs, sum, scale.
 
-    theta = base + lambda * combine(w_i * sparsify(tau_i)); with sign election an entry of
-    tau_i counts only where its sign agrees with the sign of the weighted sum, and normalise
-    divides by the sum of the weights that took part (entry by entry under election).
-    sparsify: None, "magnitude" (TIES top-k), "band" (Breadcrumbs) or "dare".
+    theta = base + lambda * combine(w_i * sparsify(tau_i)). With sign election an entry of tau_i
+    counts only where its sign agrees with the elected sign (>= 0 counts as +), elected per
+    `p.sign_election` from the weighted sum (mergekit), the unweighted sum of the sparsified task
+    vectors (the paper's code, PEFT's `ties`) or the count of signs; the sum of agreeing entries is
+    divided per `p.disjoint_mean` by the weights that agree (mergekit's normalise), by the number
+    of agreeing inputs, at least 1 (the paper's code), or not at all. Without election, normalise
+    divides by the sum of the weights. `p.task_vector_dtype` rounds inputs and task vectors to that
+    dtype first (the paper's code works on float16 copies). sparsify: None, "magnitude" (TIES
+    top-k), "band" (Breadcrumbs) or "dare".
     """
 
     sparsify: str | None
@@ -117,6 +126,8 @@ class TaskVectorMethod:
         return self.sparsify == "dare"
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any:
+        if p.task_vector_dtype is not None:
+            source = RoundedSource(source, p.task_vector_dtype)
         if self.sparsify in ("magnitude", "band"):
             return self._magnitude_cuts(source, p)
         if self.sparsify == "dare" and p.rescale == "l1":
@@ -132,30 +143,34 @@ class TaskVectorMethod:
                 chunk: int) -> torch.Tensor:
         """Merge one tile; the input tiles are used as scratch space and overwritten."""
         assert base is not None, "task-vector methods need a base tensor"
+        rounding = p.task_vector_dtype
+        if rounding is not None:
+            for tensor in (*inputs, base):
+                _round(tensor, rounding)
+        # Magnitude cuts were ranked on the exact differences (rounding keeps their order), so those
+        # methods round after trimming; DARE's masks do not depend on values, so it rounds before rescaling.
+        round_after = self.sparsify in ("magnitude", "band")
+        # The weights apply before the vote when it is a weighted sum (mergekit), after it otherwise.
+        weigh_first = not self.elect_signs or p.sign_election == "weighted_sum"
         deltas = inputs
         for i, (delta, weight) in enumerate(zip(deltas, p.weights)):
             delta.sub_(base)
+            if rounding is not None and not round_after:
+                _round(delta, rounding)
             self._sparsify_row(delta, i, p, state, chunk)
-            if weight != 1.0:  # x * 1 == x exactly
+            if rounding is not None and round_after:
+                _round(delta, rounding)
+            if weigh_first and weight != 1.0:  # x * 1 == x exactly
                 delta.mul_(weight)
-        mixed = scratch("mixed", base).copy_(deltas[0]) if self.elect_signs else deltas[0]
-        for delta in deltas[1:]:
-            mixed.add_(delta)
         if self.elect_signs:
-            sign = torch.ge(mixed, 0, out=scratch("sign", mixed)).mul_(2).sub_(1)  # +1: elected sign positive
-            mixed.zero_()
-            divisor = scratch("divisor", mixed).zero_() if p.normalize else None
-            agree = scratch("agree", mixed)
-            for delta, weight in zip(deltas, p.weights):
-                torch.mul(delta, sign, out=agree).gt_(0)  # 1.0 where delta has the elected sign
-                mixed.add_(delta.mul_(agree))
-                if divisor is not None:
-                    divisor.add_(agree, alpha=weight)
-            if divisor is not None:
-                mixed.div_(divisor.add_(torch.eq(divisor, 0, out=agree)))  # no agreeing input: divide by 1
-        elif p.normalize:
-            total = float(sum(p.weights))
-            mixed.div_(total if abs(total) >= 1e-8 else 1.0)
+            mixed = _disjoint_sum(deltas, p, weighted=weigh_first)
+        else:
+            mixed = deltas[0]
+            for delta in deltas[1:]:
+                mixed.add_(delta)
+            if p.normalize:
+                total = float(sum(p.weights))
+                mixed.div_(total if abs(total) >= 1e-8 else 1.0)
         if p.lam != 1.0:
             mixed.mul_(p.lam)
         return mixed.add_(base)
@@ -182,7 +197,7 @@ class TaskVectorMethod:
             if density >= 1:
                 ranks.append((0, None))
             elif self.sparsify == "magnitude":
-                ranks.append((topk_start(n, density), None))
+                ranks.append((topk_start(n, density, p.min_kept), None))
             else:
                 bottom, top = band_ranks(n, density, p.gamma)
                 ranks.append((bottom, top if top < n else None))
@@ -204,3 +219,64 @@ class TaskVectorMethod:
                                              scratch("keep", magnitude)))
                 after[i] += float(magnitude.cpu().sum())
         return [b / a if b >= 1e-7 and a >= 1e-7 else 1.0 for b, a in zip(before, after)]
+
+
+def _disjoint_sum(deltas: list[torch.Tensor], p: TensorParams, weighted: bool) -> torch.Tensor:
+    """Sum of the weighted task-vector entries that agree with the elected sign, divided per p.disjoint_mean.
+
+    `deltas` are already weighted when `weighted` (a weighted vote), else weighted here after the
+    vote. Agreement is judged on the quantities the vote was taken on: the weighted entries for a
+    weighted vote, the unweighted ones otherwise (so under the paper's convention an input of
+    weight 0 still counts towards the number of agreeing inputs, as it does in its code).
+    """
+    agree = scratch("agree", deltas[0])
+    vote = scratch("vote", deltas[0])
+    if p.sign_election == "count":
+        torch.sign(deltas[0], out=vote)
+        for delta in deltas[1:]:
+            vote.add_(torch.sign(delta, out=agree))
+    else:
+        vote.copy_(deltas[0])
+        for delta in deltas[1:]:
+            vote.add_(delta)
+    sign = torch.ge(vote, 0, out=scratch("sign", vote)).mul_(2).sub_(1)  # +1: elected sign positive (>= 0)
+    mixed = vote.zero_()
+    mean = p.disjoint_mean or ("weights" if p.normalize else "none")
+    divisor = scratch("divisor", mixed).zero_() if mean != "none" else None
+    for delta, weight in zip(deltas, p.weights):
+        torch.mul(delta, sign, out=agree).gt_(0)  # 1.0 where delta has the elected sign
+        if not weighted and weight != 1.0:
+            delta.mul_(weight)
+        mixed.add_(delta.mul_(agree))
+        if divisor is not None:
+            divisor.add_(agree, alpha=weight if mean == "weights" else 1.0)
+    if divisor is not None:  # no agreeing input: divide by 1
+        mixed.div_(divisor.add_(torch.eq(divisor, 0, out=agree)))
+    return mixed
+
+
+def _round(tensor: torch.Tensor, dtype: torch.dtype) -> None:
+    """Round a float32 tensor's values to `dtype`, in place."""
+    tensor.copy_(tensor.to(dtype))
+
+
+class RoundedSource:
+    """A chunk source whose inputs and base are rounded to `dtype` (kept in float32 buffers).
+
+    Tiles are rounded in place; rounding is idempotent, so tiles held for a later pass stay valid.
+    """
+
+    def __init__(self, source: ChunkSource, dtype: torch.dtype) -> None:
+        self.source, self.dtype, self.numel, self.device = source, dtype, source.numel, source.device
+
+    def chunks(self, hold: bool = False) -> Chunks:
+        for index, start, inputs, base in self.source.chunks(hold):
+            for tensor in (*inputs, *([base] if base is not None else [])):
+                _round(tensor, self.dtype)
+            yield index, start, inputs, base
+
+    def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        inputs, base = self.source.sample(blocks, length)
+        for tensor in (*inputs, *([base] if base is not None else [])):
+            _round(tensor, self.dtype)
+        return inputs, base

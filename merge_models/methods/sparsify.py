@@ -66,9 +66,13 @@ class RankCut:
         return out
 
 
-def topk_start(numel: int, density: float) -> int:
-    """First kept rank of TIES trimming: keep max(1, int(density * n)) largest entries."""
-    return numel - max(1, int(density * numel))
+def topk_start(numel: int, density: float, minimum: int = 1) -> int:
+    """First kept rank of TIES trimming: keep the max(minimum, int(density * n)) largest entries.
+
+    minimum 1 is mergekit's rule (it refuses to keep none); the paper's code (PEFT's magnitude
+    pruning) keeps exactly int(density * n), which is 0 for tensors with fewer than 1/density entries.
+    """
+    return max(numel - max(minimum, int(density * numel)), 0)
 
 
 def band_ranks(numel: int, density: float, gamma: float) -> tuple[int, int]:

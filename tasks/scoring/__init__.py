@@ -3,7 +3,8 @@
 Modules: ``choice`` (option letters), ``extract`` (numbers, short text, lists),
 ``numeric`` (reading and comparing numbers), ``latex`` and ``expr_parser``
 (LaTeX to a guarded sympy tree), ``equivalence`` (bounded sympy comparison),
-``score`` (generic scorers), ``datasets`` (one scorer per benchmark schema) and
+``score`` (generic scorers), ``datasets`` (one `strict` scorer per benchmark schema),
+``official`` (each benchmark's own evaluation), ``protocols`` (both verdicts for a response) and
 ``judge`` (optional LLM judge, used only when ``MERGED_VLM_JUDGE_URL`` is set).
 ``golden_cases.jsonl`` holds human-labelled responses the rules are tested on.
 """
@@ -20,15 +21,22 @@ from .datasets import (
 from .equivalence import expressions_equivalent
 from .extract import extract_number
 from .numeric import numbers_equal
-from .score import score_free_form, score_multiple_choice
+from .protocols import DEFAULT_PROTOCOL, OFFICIAL, PROTOCOLS, STRICT, one_rule_set, score_protocols
+from .score import score_choice_set, score_free_form, score_multiple_choice
 from .verdict import Verdict
 
 __all__ = [
+    "DEFAULT_PROTOCOL",
+    "OFFICIAL",
+    "PROTOCOLS",
+    "STRICT",
     "Verdict",
     "expressions_equivalent",
     "extract_choice",
     "extract_number",
     "numbers_equal",
+    "one_rule_set",
+    "score_choice_set",
     "score_dynamath",
     "score_free_form",
     "score_mathverse",
@@ -37,4 +45,5 @@ __all__ = [
     "score_mmstar",
     "score_multiple_choice",
     "score_ocrbench",
+    "score_protocols",
 ]

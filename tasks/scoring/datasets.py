@@ -1,5 +1,7 @@
-"""Scorers for the benchmarks this project runs, each taking a document in the
-dataset's published Hugging Face schema and the model response."""
+"""The `strict` protocol: one scorer per benchmark, each taking a document in the dataset's
+published Hugging Face schema and the model response. The answer is read by the project's rules
+(see `choice`, `extract`) and compared by value; nothing is guessed: a response whose answer cannot
+be read is wrong. (`official` holds each benchmark's own evaluation.)"""
 
 from __future__ import annotations
 
@@ -13,7 +15,7 @@ from . import judge
 from .choice import LETTERS
 from .extract import extract_number
 from .numeric import parse_number
-from .score import score_free_form, score_multiple_choice
+from .score import gold_letters, score_choice_set, score_free_form, score_multiple_choice
 from .text import fold_fullwidth, strip_reasoning
 from .verdict import Verdict
 
@@ -114,13 +116,22 @@ def score_mathvision(doc: Mapping[str, Any], response: str) -> Verdict:
     return score_free_form(response, answer, "expression")
 
 
+def mathverse_options(doc: Mapping[str, Any]) -> list[str]:
+    """A MathVerse problem's option texts, read from its question (absent in vision-only versions)."""
+    return lettered_options(_field(doc, "question", "") or _field(doc, "query_wo", ""))
+
+
 def score_mathverse(doc: Mapping[str, Any], response: str) -> Verdict:
     """AI4Math/MathVerse: "multi-choice" answers are letters (options inside the question,
-    absent in vision-only versions); "free-form" answers are values or expressions."""
+    absent in vision-only versions), some several ("C\\nD": all of them must be stated);
+    "free-form" answers are values or expressions."""
     answer = str(_field(doc, "answer", ""))
     if _field(doc, "question_type") == "multi-choice":
-        question = _field(doc, "question", "") or _field(doc, "query_wo", "")
-        return score_multiple_choice(response, lettered_options(question), answer)
+        options = mathverse_options(doc)
+        golds = gold_letters(answer, options)
+        if golds is not None and len(golds) > 1:
+            return score_choice_set(response, options, golds)
+        return score_multiple_choice(response, options, answer)
     return score_free_form(response, answer, "expression")
 
 

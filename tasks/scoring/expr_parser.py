@@ -3,7 +3,7 @@
 Model output never reaches ``eval``/``sympify``: this recursive-descent parser
 accepts only numbers, a few named functions and constants, single-letter
 (or Greek / subscripted) symbols, ``+ - * / ^ **``, implicit multiplication,
-``%`` and ``|x|``. Trees are built with ``evaluate=False`` so nothing is
+``%``, ``n!`` and ``|x|``. Trees are built with ``evaluate=False`` so nothing is
 computed exactly at parse time, and inputs that could blow up later (long
 text, huge literals, exponents above ``MAX_EXPONENT``, towers of powers,
 deep nesting) raise :class:`ParseError` instead.
@@ -21,6 +21,7 @@ MAX_EXPONENT = 1000
 MAX_DEPTH = 40
 MAX_POWER_NESTING = 2
 MAX_SYMBOL_RUN = 3
+MAX_FACTORIAL = 100
 
 # fmt: off
 _FUNCS = {
@@ -45,7 +46,7 @@ _PROSE = {
 _TOKEN = re.compile(
     r"\s*(?:(?P<num>(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+(?![A-Za-z]))?)"
     r"|(?P<name>[A-Za-z]+(?:_[A-Za-z0-9]+)?)"
-    r"|(?P<op>\*\*|[-+*/^()|%=,\[\]]))"
+    r"|(?P<op>\*\*|!(?!=)|[-+*/^()|%=,\[\]]))"
 )
 
 
@@ -125,6 +126,14 @@ def _check_exponent(exp: sympy.Expr) -> None:
         raise ParseError("exponent too large")
 
 
+def _check_factorial(arg: sympy.Expr) -> None:
+    if arg.free_symbols:
+        return
+    value = arg.evalf(15)
+    if not value.is_number or value.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo) or abs(complex(value)) > MAX_FACTORIAL:
+        raise ParseError("factorial too large")
+
+
 class _Parser:
     def __init__(self, tokens: list[tuple[str, str]]) -> None:
         self.tokens = tokens
@@ -193,9 +202,13 @@ class _Parser:
 
     def postfix(self) -> sympy.Expr:
         node = self.atom()
-        while (tok := self.peek()) and tok[1] == "%":
+        while (tok := self.peek()) and tok[1] in ("%", "!"):
             self.take()
-            node = sympy.Mul(node, sympy.Rational(1, 100), evaluate=False)
+            if tok[1] == "%":
+                node = sympy.Mul(node, sympy.Rational(1, 100), evaluate=False)
+            else:
+                _check_factorial(node)
+                node = sympy.factorial(node, evaluate=False)
         return node
 
     def atom(self) -> sympy.Expr:

@@ -10,8 +10,17 @@ from __future__ import annotations
 
 import re
 
-from .numeric import number_from_words, parse_number
-from .text import SENTENCE_END, Span, answer_spans, clean_response, first_clause, safe_plain
+from .numeric import number_from_words, numbers_in_words, parse_number
+from .text import (
+    SENTENCE_END,
+    Span,
+    answer_spans,
+    clean_response,
+    declines_to_answer,
+    first_clause,
+    safe_plain,
+    strip_reasoning,
+)
 
 TAIL_CHARS = 3000
 MAX_SPANS = 64  # only the last stated answers matter; bounds work on pathological text
@@ -85,6 +94,8 @@ def extract_number(response: str) -> tuple[str | None, str]:
     text = clean_response(response)
     if not text.strip():
         return None, "none"
+    if declines_to_answer(text):
+        return None, "refusal"
     for span in reversed(answer_spans(text)[-MAX_SPANS:]):
         number = _span_number(span)
         if number is not None:
@@ -93,11 +104,44 @@ def extract_number(response: str) -> tuple[str | None, str]:
     return (number, "last_number") if number is not None else (None, "none")
 
 
+_BOLD = re.compile(r"\*\*([^*\n]{1,40})\*\*")
+
+
+def _numbers(plain: str, words: bool = False) -> list[tuple[str, float]]:
+    """The numbers of a text in order, as (text, value); with `words`, also those written in words."""
+    found = []
+    for m in _NUMBER_TOKEN.finditer(plain):
+        number = parse_number(m.group(0))
+        if number is not None:
+            found.append((m.start(), number.text, number.value))
+    if words:
+        found += [(at, digits, float(digits)) for at, digits in numbers_in_words(plain)]
+    return [(text, value) for _, text, value in sorted(found)]
+
+
+def unstated_number(response: str, question: str) -> str | None:
+    """For a response that states no answer: the number a reader would take as its answer, given the
+    question. The last number set in bold, else the last number (in digits or words) the question
+    does not itself contain ("three algorithms with accuracy lower than 8" -> 3), else the last one."""
+    bold = [n for m in _BOLD.finditer(strip_reasoning(response)) for n in _numbers(safe_plain(m.group(1)))]
+    if bold:
+        return bold[-1][0]
+    plain = _THOUSANDS.sub("", safe_plain(clean_response(response)[-TAIL_CHARS:]))
+    asked = {value for _, value in _numbers(safe_plain(question), words=True)}
+    numbers = _numbers(plain, words=True)
+    fresh = [text for text, value in numbers if value not in asked]
+    if fresh:
+        return fresh[-1]
+    return numbers[-1][0] if numbers else None
+
+
 def extract_answer_text(response: str) -> tuple[str | None, str]:
     """Extract a short final answer as text: the last stated answer, else the last line."""
     text = clean_response(response)
     if not text.strip():
         return None, "none"
+    if declines_to_answer(text):
+        return None, "refusal"
     for span in reversed(answer_spans(text)[-MAX_SPANS:]):
         answer = span.text.strip() if span.rule == "boxed" else first_clause(span.text)
         answer = _LEAD_PUNCT.sub("", answer).strip().rstrip(".").strip()

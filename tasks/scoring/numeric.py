@@ -99,15 +99,21 @@ def _parse(plain: str) -> Number | None:
     return _from_expression(plain)
 
 
+def numbers_in_words(text: str) -> list[tuple[int, str]]:
+    """(position, digits) of every number written in words (zero to ninety-nine) in text."""
+    found = []
+    for m in _WORD_NUMBER.finditer(text):
+        tens, unit, small = (g.lower() if g else None for g in m.groups())
+        value = _SMALL.index(small) if small is not None else 20 + 10 * _TENS.index(tens) + (
+            _SMALL.index(unit) if unit else 0)
+        found.append((m.start(), str(value)))
+    return found
+
+
 def number_from_words(text: str) -> str | None:
     """The last number written in words (zero to ninety-nine) in text, as digits; None if none."""
-    matches = list(_WORD_NUMBER.finditer(text))
-    if not matches:
-        return None
-    tens, unit, small = (g.lower() if g else None for g in matches[-1].groups())
-    if small is not None:
-        return str(_SMALL.index(small))
-    return str(20 + 10 * _TENS.index(tens) + (_SMALL.index(unit) if unit else 0))
+    found = numbers_in_words(text)
+    return found[-1][1] if found else None
 
 
 def _from_match(m: re.Match[str]) -> Number | None:

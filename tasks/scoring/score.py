@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from . import judge
-from .choice import LETTERS, extract_choice
+from .choice import LETTERS, extract_choice, extract_choice_set
 from .equivalence import expressions_equivalent
 from .extract import extract_answer_text, extract_list, extract_number
 from .latex import LatexError, to_plain
@@ -24,7 +24,8 @@ def _norm_text(text: str) -> str:
     except LatexError:
         pass
     text = re.sub(r"\s+", " ", text).strip().lower()
-    return text.strip(" .,;:!\"'()[]*")
+    text = text.strip(" .,;:\"'()[]*")
+    return re.sub(r"(?<=[a-z])!+$", "", text).strip(" .,;:\"'()[]*")  # "yes!" is "yes"; "4!" stays
 
 
 def gold_letter(gold: object, choices: Sequence[str]) -> str | None:
@@ -40,6 +41,33 @@ def gold_letter(gold: object, choices: Sequence[str]) -> str | None:
     if m and (not choices or m.group(1).upper() in LETTERS[: len(choices)]):
         return m.group(1).upper()
     return None
+
+
+_LETTER_LIST = re.compile(r"\s*\(?[A-Z]\)?(?:\s*(?:,|;|and|\n)?\s*\(?[A-Z]\)?)*\s*")
+
+
+def gold_letters(gold: object, choices: Sequence[str]) -> tuple[str, ...] | None:
+    """The gold option letters: one or several ("C\\nD", "(A), (C)"), or the letter of the option
+    whose text the gold is; None when the gold names no option."""
+    text = "" if gold is None else str(gold)
+    if text.strip() and _LETTER_LIST.fullmatch(text):
+        found = sorted(set(re.findall(r"[A-Z]", text)))
+        if not choices or all(letter in LETTERS[: len(choices)] for letter in found):
+            return tuple(found)
+    letter = gold_letter(gold, choices)
+    return (letter,) if letter else None
+
+
+def score_choice_set(response: str, choices: Sequence[str], golds: Sequence[str]) -> Verdict:
+    """Score a question with one or several right options: right when the response states exactly
+    the gold set of letters."""
+    target = tuple(sorted(set(golds)))
+
+    def by_rules(text: str) -> Verdict:
+        letters, rule = extract_choice_set(text, choices)
+        return Verdict(None if letters is None else ", ".join(letters), letters == target, rule)
+
+    return judge.refine(by_rules(response), response, judge.choice_instruction(choices), by_rules)
 
 
 def score_multiple_choice(response: str, choices: Sequence[str], gold: str) -> Verdict:

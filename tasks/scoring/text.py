@@ -15,17 +15,37 @@ _JSON_SHORT = re.compile(
     r"[\"']short[ _]answer[\"']\s*:\s*(?:\"([^\"\n]{0,200})\"|'([^'\n]{0,200})'|([^,}\n]{1,100}))",
     re.IGNORECASE,
 )
-_VERB = r"(?:\s*(?:is|was|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-)(?![A-Za-z]))"
+_VERB = r"(?:\s*(?:is|are|was|were|would\s+be|should\s+be|will\s+be|must\s+be|=|:|-)(?![A-Za-z]))"
 _MARKER = re.compile(
     rf"\b(?:final|correct|right|best)\s+(?:answer|option|choice)s?\b{_VERB}?"
-    rf"|\banswer{_VERB}"
+    rf"|\banswer(?:\s+(?:to|for)\s+(?:the|this)\s+question)?{_VERB}"
+    rf"|\b(?:correct\s+)?option\s+letter(?:\s+(?:to|for)\s+(?:the|this)\s+question)?{_VERB}"
     r"|\bans\s*[:.]"
+    r"|(?:答案|选项)\s*(?:应该是|应为|为|是|[:：])\s*[:：]?|故选|应选"
     r"|\bthe\s+(?:option|choice)\s+(?:is|would\s+be|should\s+be)\b"
     r"|\bI\s*(?:would|will|'ll|'d)?\s*(?:choose|select|pick|go\s+with)\b"
     r"|\b(?:choose|select|pick|go\s+with)\s+(?=(?:option|choice)\b)",
     re.IGNORECASE,
 )
 SENTENCE_END = re.compile(r"(?<!approx)(?<!\bvs)(?<!\be\.g)(?<!\bi\.e)\.(?=\s|$)|[;!?](?=\s|$)|\n")
+# A response that declines to answer: what the official GPT extractors read as no answer ("N/A").
+_REFUSAL = re.compile(
+    r"\b(?:cannot|can\s*not|can't|unable\s+to|impossible\s+to|not\s+possible\s+to|no\s+way\s+to)\s+"
+    r"(?:be\s+)?(?:definitively\s+|accurately\s+|confidently\s+|directly\s+)?"
+    r"(?:determine|determined|answer|answered|provide|provided|tell|say|calculate|calculated|find|identify|see|"
+    r"analy[sz]e|view|process|assist|help|give|given)\b"
+    r"|\b(?:not|insufficient)\s+(?:enough\s+)?(?:information|data|context|details)\b"
+    r"|\bdoes\s+not\s+(?:provide|give|specify|include|contain)\b"
+    r"|\bwithout\s+(?:the|a|an|any|more|specific|additional|further)\s+(?:\w+\s+)?"
+    r"(?:image|diagram|figure|picture|chart|graph|information|data|context|details|function|values?)\b"
+    r"|\bplease\s+provide\b|\bI'?m\s+sorry\b|\bsorry,|\bas\s+an\s+AI\b",
+    re.IGNORECASE,
+)
+_ANSWERS_ANYWAY = re.compile(
+    r"(?:however|but|still|nevertheless|that\s+said|based\s+on|assuming|if\s+we|typically|usually|generally|"
+    r"in\s+general|my\s+best\s+guess|a\s+(?:reasonable|likely)\s+(?:guess|answer|estimate))\b",
+    re.IGNORECASE,
+)
 _NEGATED = re.compile(r"\s*(?:not\b|n't\b|neither\b|none\s+of\b|unclear\b|unknown\b)", re.IGNORECASE)
 
 
@@ -80,6 +100,29 @@ def answer_spans(text: str) -> list[Span]:
             spans.append(Span(m.start(), "answer_is", segment))
     spans.sort(key=lambda s: s.start)
     return spans
+
+
+def declines_to_answer(text: str) -> bool:
+    """True when the response says it cannot answer: in its last stated answer ("the correct option
+    is: cannot be determined"), or, stating none, in its last sentence, or in the one before unless
+    the last goes on to answer anyway ("However, ...", "Based on ...")."""
+    spans = answer_spans(text)
+    if spans:
+        last = spans[-1]
+        return last.rule != "boxed" and _REFUSAL.search(first_clause(last.text)) is not None
+    return closes_declining(text)
+
+
+def closes_declining(text: str) -> bool:
+    """True when the last sentence says the question cannot be answered, or the one before does and
+    the last does not go on to answer anyway ("However, ...", "Based on ...")."""
+    sentences = [s.strip() for s in SENTENCE_END.split(text.strip()) if s.strip()]
+    if not sentences:
+        return False
+    if _REFUSAL.search(sentences[-1]):
+        return True
+    # a refusal just before the end counts, unless the last sentence goes on to answer anyway
+    return len(sentences) > 1 and bool(_REFUSAL.search(sentences[-2])) and not _ANSWERS_ANYWAY.match(sentences[-1])
 
 
 def safe_plain(text: str) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import datasets
 
+from .catalog import is_known, sources_for
 from .errors import DataError, first_line
 from .specs import SOURCES, Source
 
@@ -25,8 +26,12 @@ def local_file(root: Path, source: Source, split: str) -> Path:
 
 
 def prepare_command(task: str, out: str = "DIR") -> str:
-    """The command that writes the local copy a task needs."""
+    """The command that writes the local copy a task (or comma-separated tasks and groups) needs."""
     return f"merged-vlm data prepare --out {out} --tasks {task}"
+
+
+def _offline_fix(task: str) -> str:
+    return f"run `{prepare_command(task)}` where a network is available, then set {DATA_ENV}=DIR"
 
 
 def read_hub(source: Source, split: str) -> datasets.Dataset:
@@ -61,7 +66,43 @@ def load_split(source_name: str, split: str, task: str) -> datasets.Dataset:
     except Exception as exc:  # offline, unreachable, or not cached: all mean "prepare a local copy"
         raise DataError(
             f"{task}: {DATA_ENV} is not set and {source.hub_id} ({split}) could not be loaded from the "
-            f"Hugging Face Hub ({first_line(exc)}); run `{prepare_command(task)}` where a network is "
-            f"available, then set {DATA_ENV}=DIR"
+            f"Hugging Face Hub ({first_line(exc)}); {_offline_fix(task)}"
         ) from exc
     return check_columns(dataset, source, f"{source.hub_id} ({split})", "the published schema has changed")
+
+
+def check_available(names: list[str], offline: bool) -> None:
+    """Raise DataError when the data of this project's tasks among `names` (tasks or groups) cannot be read.
+
+    Checked before an evaluation starts, so that a run that would fail says why at once: with
+    MERGED_VLM_DATA set, every split file must be there; without it and with the Hub offline, every
+    dataset must be in the local Hugging Face cache. Online, the Hub is left to the run itself.
+    """
+    known = [name for name in names if is_known(name)]
+    sources = [SOURCES[name] for name in sources_for(known)]
+    wanted = ",".join(known)
+    root = data_root()
+    if root is not None:
+        missing = [f"{s.name}/{split}.parquet" for s in sources for split in s.splits
+                   if not local_file(root, s, split).is_file()]
+        if missing:
+            more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+            raise DataError(f"{wanted}: {DATA_ENV}={root} has no {', '.join(missing[:3])}{more}; "
+                            f"run `{prepare_command(wanted, str(root))}`")
+        return
+    if offline:
+        missing = [s.hub_id for s in sources if not _in_hub_cache(s)]
+        if missing:
+            verb = "is" if len(missing) == 1 else "are"
+            raise DataError(f"{wanted}: {DATA_ENV} is not set, the Hugging Face Hub is offline and "
+                            f"{', '.join(missing)} {verb} not in its local cache; {_offline_fix(wanted)}")
+
+
+def _in_hub_cache(source: Source) -> bool:
+    """Whether every split of `source` loads from the local Hugging Face cache (call in offline mode)."""
+    try:
+        for split in source.splits:
+            read_hub(source, split)
+    except Exception:  # noqa: BLE001 -- not cached, or cached in part: either way the run could not read it
+        return False
+    return True

@@ -118,6 +118,16 @@ MATHVISION = Source(
     ),
 )
 
+# The 3040-item `test` split, the leaderboard's set, as a Source of its own so that preparing the
+# testmini tasks does not download it.
+MATHVISION_TEST = Source(
+    name="mathvision_test",
+    hub_id=MATHVISION.hub_id,
+    config=MATHVISION.config,
+    splits=("test",),
+    features=MATHVISION.features,
+)
+
 MATHVERSE = Source(
     name="mathverse",
     hub_id="AI4Math/MathVerse",
@@ -160,5 +170,5 @@ DYNAMATH = Source(
 )
 
 SOURCES: dict[str, Source] = {
-    s.name: s for s in (MATHVISTA, MMSTAR, OCRBENCH, MATHVISION, MATHVERSE, DYNAMATH)
+    s.name: s for s in (MATHVISTA, MMSTAR, OCRBENCH, MATHVISION, MATHVISION_TEST, MATHVERSE, DYNAMATH)
 }

@@ -1,16 +1,17 @@
-"""Pieces every task shares: prompt instructions, images for the model, and the per-sample record.
+"""Pieces every task shares: prompt styles and instructions, images for the model, the per-sample record.
 
 Every task's `process_results` returns the same record under each of its metric names, so that
-lmms-eval's `--log_samples` files carry, for every sample, its split, category, extracted answer and
-verdict, and each metric's aggregation (see `metrics`) reads what it needs from those records.
+lmms-eval's `--log_samples` files carry, for every sample, its split, category, and the verdict of
+each scoring protocol, and each metric's aggregation (see `metrics`) reads what it needs from those
+records.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from mvlm_tasks.scoring import Verdict
+from mvlm_tasks.scoring import DEFAULT_PROTOCOL, PROTOCOLS, Verdict
 from PIL import Image
 
 # Metric names, shared by all tasks so results tooling can read them uniformly.
@@ -18,8 +19,22 @@ ACC = "mvlm_acc"  # the benchmark's primary score (what group split averages use
 MICRO = "mvlm_micro_acc"  # mean over samples
 MACRO = "mvlm_macro_acc"  # mean over categories of the per-category accuracy
 BY_CATEGORY = "mvlm_by_category"  # {category: accuracy}
+STRICT_ACC = "mvlm_strict_acc"  # the primary score under the strict protocol
 WORST = "mvlm_worst_acc"  # DynaMath: share of seed questions answered right in every variant
-STANDARD_METRICS = (ACC, MICRO, MACRO, BY_CATEGORY)
+STANDARD_METRICS = (ACC, STRICT_ACC, MICRO, MACRO, BY_CATEGORY)
+
+# Prompt styles, chosen by a task's `lmms_eval_specific_kwargs: {default: {prompt: ...}}`.
+OFFICIAL_PROMPT = "official"  # the benchmark's own prompt (the mvlm_<task> default)
+COT_PROMPT = "cot"  # the project's chain of thought + \boxed{} prompt (the mvlm_<task>_cot variants)
+PROMPT_STYLES = (OFFICIAL_PROMPT, COT_PROMPT)
+
+
+def prompt_style(lmms_eval_specific_kwargs: Mapping[str, Any] | None) -> str:
+    """The prompt style a task asks for (official when it names none)."""
+    style = (lmms_eval_specific_kwargs or {}).get("prompt", OFFICIAL_PROMPT)
+    if style not in PROMPT_STYLES:
+        raise ValueError(f"lmms_eval_specific_kwargs prompt {style!r} is not one of {PROMPT_STYLES}")
+    return style
 
 _COT = "Think step by step, then write {what} in \\boxed{{}}."
 
@@ -65,16 +80,25 @@ def visuals(image: Image.Image) -> list[Image.Image]:
     return [image.convert("RGB")]
 
 
-def record(item_id: str | None, split: str, category: str, verdict: Verdict, **extra: Any) -> dict[str, Any]:
-    """The per-sample record: ids, split, category, the extracted answer and the verdict."""
+def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
+    return {"correct": bool(verdict.correct), "extracted": verdict.extracted, "rule": verdict.rule}
+
+
+def record(item_id: str | None, split: str, category: str, verdicts: Mapping[str, Verdict],
+           **extra: Any) -> dict[str, Any]:
+    """The per-sample record: ids, split, category; `correct`, `extracted`, `rule` and `flagged` of
+    the default (official) protocol; and `verdicts`: {protocol: {correct, extracted, rule}} for both."""
+    missing = [protocol for protocol in PROTOCOLS if protocol not in verdicts]
+    if missing:
+        raise ValueError(f"record needs a verdict for every protocol; missing {missing}")
+    default = verdicts[DEFAULT_PROTOCOL]
     return {
         "id": item_id,
         "split": split,
         "category": category,
-        "extracted": verdict.extracted,
-        "correct": bool(verdict.correct),
-        "rule": verdict.rule,
-        "flagged": bool(verdict.flagged),
+        **_verdict_fields(default),
+        "flagged": any(bool(verdicts[protocol].flagged) for protocol in PROTOCOLS),
+        "verdicts": {protocol: _verdict_fields(verdicts[protocol]) for protocol in PROTOCOLS},
         **extra,
     }
 

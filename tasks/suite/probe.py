@@ -1,10 +1,11 @@
-"""The embedded probe benchmark (see mvlm_tasks.probe): short answers, read from the shipped parquet."""
+"""The embedded probe benchmark (see mvlm_tasks.probe): short answers, read from the shipped parquet.
+It has one rule set, so both protocols record the same verdict."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from mvlm_tasks.scoring import score_free_form, score_multiple_choice
+from mvlm_tasks.scoring import one_rule_set, score_free_form, score_multiple_choice
 
 from .common import record, results, short_instruction, visuals
 
@@ -27,4 +28,4 @@ def process_results(doc: dict[str, Any], responses: list[str]) -> dict[str, dict
         verdict = score_multiple_choice(responses[0], doc["choices"], doc["answer"])
     else:
         verdict = score_free_form(responses[0], doc["answer"], doc["answer_type"])
-    return results(record(doc["id"], doc["split"], doc["category"], verdict))
+    return results(record(doc["id"], doc["split"], doc["category"], one_rule_set(verdict)))

@@ -1,0 +1,152 @@
+"""The `merged-vlm` command line is consistent: version, help, option names, flags, quiet, overrides, width."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import pytest
+import typer
+
+from harness_ext.cli import app
+
+BIN = Path(sys.executable).parent
+ROOT = Path(__file__).resolve().parents[1]
+MERGES_OR_EVALUATES = ("demo", "sweep", "layers", "merge", "plan", "validate")
+
+
+def _commands(command=None, path=()):
+    """(path, click command) for every command and subcommand."""
+    command = command or typer.main.get_command(app)
+    yield path, command
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from _commands(sub, (*path, name))
+
+
+def _options(path: tuple[str, ...]):
+    command = dict(_commands())[path]
+    return [p for p in command.params if p.param_type_name == "option"]
+
+
+@pytest.fixture
+def narrow(run_cli):
+    """Run `merged-vlm ARGS` in-process in an 80-column terminal; returns (exit code, stdout)."""
+    return lambda *args: run_cli(*args, columns=80)[:2]
+
+
+def test_version(narrow):
+    assert narrow("--version") == (0, f"merged-vlm {version('merged-vlm')}\n")
+
+
+@pytest.mark.parametrize("path", [path for path, _ in _commands()], ids=lambda p: " ".join(p) or "merged-vlm")
+def test_short_help_everywhere_with_flags_shown_as_flags(narrow, path):
+    code, out = narrow(*path, "-h")
+    assert code == 0 and out.startswith(f"Usage: merged-vlm {' '.join(path)}".rstrip()), out
+    assert "<bool>" not in out and "--no-force" not in out, out
+    assert max(len(line) for line in out.splitlines()) <= 80, out
+
+
+def test_one_name_for_the_output_option():
+    names = {opt for path, _ in _commands() for option in _options(path) for opt in option.opts
+             if "out" in opt.lstrip("-").split("-")[0] and opt != "--store"}
+    assert names == {"--out"}
+
+
+def test_boolean_options_are_flags_without_a_negative_form_unless_on_by_default():
+    for path, _ in _commands():
+        for option in _options(path):
+            if option.is_flag and option.secondary_opts:
+                assert option.default is True, (path, option.opts, option.secondary_opts)
+
+
+@pytest.mark.parametrize("name", MERGES_OR_EVALUATES)
+def test_quiet_and_set_on_every_command_that_merges_or_evaluates(name):
+    options = {opt: option for option in _options((name,)) for opt in option.opts}
+    assert options["--quiet"].is_flag and "-q" in options["--quiet"].opts
+    assert options["--set"].multiple and options["--set"].metavar == "KEY=VALUE"
+
+
+def test_set_overrides_the_recipe(narrow, tmp_path):
+    sets = ("--set", "method=task_arithmetic", "--set", "lambda=0.5")
+    hashes = []
+    for extra in ((), sets):
+        code, out = narrow("plan", "tiny-world", "--json", *extra)
+        assert code == 0
+        hashes.append(json.loads(out)["recipe_hash"])
+    assert hashes[0] != hashes[1]
+    code, out = narrow("layers", "tiny-world", "--stats", "--out", str(tmp_path), *sets)
+    assert code == 0 and f"recipe hash {hashes[1]}" in " ".join(out.split()), out
+    code, out = narrow("validate", "tiny-world", "--recipe-only", "--set", "lambda=oops")
+    assert code == 2
+
+
+def test_plan_at_80_columns_shows_every_module_name_whole(narrow):
+    code, out = narrow("plan", "tiny-world", "--json")
+    modules = [row["module"] for row in json.loads(out)["modules"]]
+    code, out = narrow("plan", "tiny-world")
+    assert code == 0 and "…" not in out
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    lines = set(out.splitlines())
+    assert all(module in lines for module in modules), out
+
+
+def test_tables_at_80_columns_cut_no_value(narrow):
+    code, out = narrow("methods")
+    assert code == 0 and "…" not in out and "lambda*elect_sign(w_i*topk(tau_i," in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    code, out = narrow("track", "list", "--store", str(ROOT / "results"))
+    assert code == 0 and "…" not in out
+    assert all(len(line) <= 80 for line in out.splitlines())
+    wide = subprocess.run([str(BIN / "merged-vlm"), "track", "list", "--store", str(ROOT / "results")],
+                          env={**os.environ, "COLUMNS": "400"}, capture_output=True, text=True, check=True).stdout
+    values = re.findall(r"[0-9a-f]{12,16}|tiny-world\S*", wide)
+    assert values and all(re.search(rf"(^|\s){re.escape(value)}(\s|$)", out, re.MULTILINE) for value in values), out
+
+
+def test_demo_quiet_prints_the_table_and_no_progress_bar(tmp_path):
+    """The README's main command, shortened: --quiet leaves the table and nothing that draws progress."""
+    env = {**os.environ, "COLUMNS": "80", "MERGED_VLM_CACHE": str(tmp_path / "cache")}
+    command = [str(BIN / "merged-vlm"), "demo", "--quiet", "--limit", "2", "--tasks", "mvlm_probe_perception",
+               "--out", str(tmp_path / "out"), "--set", "lambda=0.5"]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path,
+                            check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    output = result.stdout + result.stderr
+    assert "VLM vs merged" in result.stdout
+    assert "What the merge changed, on the same documents: probe_perception" in result.stdout
+    assert "n=2)" in result.stdout
+    assert "it/s" not in output and "%|" not in output and "\r" not in output, output[-3000:]
+    assert "loading and evaluating" not in output and "INFO" not in output
+    planned = subprocess.run([str(BIN / "merged-vlm"), "plan", "tiny-world", "--json", "--set", "lambda=0.5"],
+                             env=env, capture_output=True, text=True, timeout=300, check=True)
+    assert json.loads(planned.stdout)["recipe_hash"] in result.stdout
+
+
+def test_demo_reading_names_only_changes_beyond_sampling_noise():
+    """The line under the demo's table: per task the change in points with its interval and n, and which
+    changes are more than noise (a 1-document flip in 200 is not; 60 of 200 lost is)."""
+    from harness_ext.commands.demo import reading
+
+    docs = range(200)
+    alone = {"mvlm_probe_perception": {d: d < 100 for d in docs},
+             "mvlm_probe_reasoning": {d: d < 10 for d in docs}}
+    merged = {"mvlm_probe_perception": {d: d < 40 for d in docs},
+              "mvlm_probe_reasoning": {d: d < 11 for d in docs}}
+    line = reading(["mvlm_probe_perception", "mvlm_probe_reasoning"], alone, merged)
+    assert "probe_perception -30.0 points" in line and "probe_reasoning +0.5 points" in line
+    assert line.count("n=200") == 2 and line.endswith("beyond sampling noise: probe_perception.")
+    quiet = reading(["mvlm_probe_reasoning"], alone, merged)
+    assert quiet.endswith("no change is beyond sampling noise at this n.")
+
+
+def test_sweep_set_applies_to_every_variant():
+    from harness_ext.sweep import expand
+
+    variants = expand("tiny-world", {"lambda": [0.5, 1.0]}, {"method": "task_arithmetic"})
+    assert [(v.recipe.method, v.recipe.lambda_) for v in variants] == [("task_arithmetic", 0.5),
+                                                                     ("task_arithmetic", 1.0)]
