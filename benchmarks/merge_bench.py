@@ -7,14 +7,19 @@ VLM's language shards under a Qwen2 config (the same files, symlinked). Every co
 its own process, starting from a warm page cache; wall time and peak RSS (os.wait4) are measured.
 
     python benchmarks/merge_bench.py                 # full size, both methods
+    python benchmarks/merge_bench.py --layers 12     # the size the README reports (about 6 GB of inputs)
     python benchmarks/merge_bench.py --layers 4      # a quick look
+    python benchmarks/merge_bench.py --device cuda   # merged-vlm merges on the GPU (merge_device), mergekit --cuda
 
-Compute precision is the same everywhere: float32 arithmetic, bfloat16 output.
+Compute precision is the same everywhere: float32 arithmetic, bfloat16 output. Our outputs' tensor
+data are compared with digests recorded from the engine of commit be8bf1c (merge_bench_reference.json),
+and with mergekit's. The inputs are deleted at the end unless --keep-inputs.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import multiprocessing
 import os
@@ -32,6 +37,7 @@ from safetensors.torch import save_file
 ROOT = Path(__file__).resolve().parents[1]
 HIDDEN, INTERMEDIATE, HEADS, KV_HEADS, VOCAB = 1536, 8960, 12, 2, 151936
 SHARD_BYTES = 1 << 30
+REFERENCE = Path(__file__).with_name("merge_bench_reference.json")
 
 
 def layer_shapes(layer: int) -> dict[str, tuple[int, ...]]:
@@ -113,8 +119,26 @@ def build_inputs(work: Path, layers: int) -> dict[str, Path]:
     for file in set(weight_maps["vlm"].values()):
         (dirs["vlm-as-llm"] / file).symlink_to(dirs["vlm"] / file)
     _write_index(dirs["vlm-as-llm"], weight_maps["vlm"])
-    (work / "inputs.done").write_text(json.dumps({"layers": layers}))
+    digest = hashlib.sha256()
+    for role in ("vlm", "base", "reasoning"):
+        digest.update(data_digest(dirs[role]).encode())
+    (work / "inputs.done").write_text(json.dumps({"layers": layers, "sha256": digest.hexdigest()}))
     return dirs
+
+
+def data_digest(folder: Path) -> str:
+    """sha256 of the tensor data (not the headers) of a checkpoint's shards, in file-name order.
+
+    Headers are left out: a merge's header metadata records its recipe hash, which for
+    large local inputs includes file times.
+    """
+    digest = hashlib.sha256()
+    for file in sorted(folder.glob("*.safetensors")):
+        with open(file, "rb") as handle:
+            handle.seek(8 + int.from_bytes(handle.read(8), "little"))
+            while block := handle.read(1 << 24):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: dict) -> None:
@@ -139,11 +163,15 @@ def floor(dirs: dict[str, Path], out: Path) -> None:
         save_file(result, out / file, metadata={"format": "pt"})
 
 
-def recipes(dirs: dict[str, Path], method: str, work: Path) -> tuple[Path, Path]:
-    density = {"density": 0.2} if method == "ties" else {}
+TARGETS = {"task_arithmetic": 1.5, "ties": 2.5}  # time / floor on 2 cores
+RSS_TARGET = 1.5 * 2**30
+
+
+def recipes(dirs: dict[str, Path], method: str, work: Path, device: str) -> tuple[Path, Path]:
+    density = {} if method in ("linear", "task_arithmetic") else {"density": 0.2}
     ours = {"vlm": {"model": str(dirs["vlm"]), "weight": 1.0, **density}, "base": str(dirs["base"]),
             "sources": [{"model": str(dirs["reasoning"]), "weight": 0.5, **density}], "method": method,
-            "exclude": [], "dtype": "bfloat16"}
+            "exclude": [], "dtype": "bfloat16", "merge_device": device}
     theirs = {"merge_method": method, "base_model": str(dirs["base"]), "dtype": "float32", "out_dtype": "bfloat16",
               "models": [{"model": str(dirs["vlm-as-llm"]), "parameters": {"weight": 1.0, **density}},
                          {"model": str(dirs["reasoning"]), "parameters": {"weight": 0.5, **density}}]}
@@ -173,8 +201,8 @@ def measure(command: list[str]) -> tuple[float, int]:
     return seconds, usage.ru_maxrss * 1024
 
 
-def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> float:
-    """Max abs difference over a few tensors of two merged checkpoints."""
+def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> tuple[float, float]:
+    """Max abs difference and the share of differing entries over a few tensors of two merged checkpoints."""
     def locate(folder: Path) -> dict[str, Path]:
         index = folder / "model.safetensors.index.json"
         if index.is_file():
@@ -183,11 +211,19 @@ def compare_outputs(ours: Path, theirs: Path, samples: int = 6) -> float:
             return {k: folder / "model.safetensors" for k in f.keys()}
     a, b = locate(ours), locate(theirs)
     names = [n for n in b if n in a][:: max(1, len(b) // samples)]
-    worst = 0.0
+    worst, differing, total = 0.0, 0, 0
     for name in names:
         with safe_open(str(a[name]), framework="pt") as fa, safe_open(str(b[name]), framework="pt") as fb:
-            worst = max(worst, float((fa.get_tensor(name).float() - fb.get_tensor(name).float()).abs().max()))
-    return worst
+            difference = (fa.get_tensor(name).float() - fb.get_tensor(name).float()).abs()
+        worst = max(worst, float(difference.max()))
+        differing, total = differing + int(torch.count_nonzero(difference)), total + difference.numel()
+    return worst, differing / max(total, 1)
+
+
+def _identity(digest: str, inputs_digest: str, expected: dict, method: str) -> str:
+    if expected.get("inputs") != inputs_digest or method not in expected:
+        return "not compared: no reference digest for these inputs"
+    return "bit-identical to the reference" if expected[method] == digest else "DIFFERS from the reference"
 
 
 def main() -> None:
@@ -195,6 +231,13 @@ def main() -> None:
     parser.add_argument("--work", type=Path, default=ROOT / "benchmarks" / "_work" / "merge")
     parser.add_argument("--layers", type=int, default=28)
     parser.add_argument("--methods", default="task_arithmetic,ties")
+    parser.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
+                        help="where merged-vlm merges (merge_device) and mergekit computes (--cuda)")
+    parser.add_argument("--repeats", type=int, default=1, help="runs per contender; the fastest counts")
+    parser.add_argument("--keep-inputs", action="store_true", help="leave the inputs in --work for the next run")
+    parser.add_argument("--skip-mergekit", action="store_true", help="time merged-vlm and the floor only")
+    parser.add_argument("--record-reference", action="store_true",
+                        help=f"store our outputs' digests in {REFERENCE.name} as the bit-identity reference")
     parser.add_argument("--floor-only", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     dirs = {k: args.work / k for k in ("base", "reasoning", "vlm", "vlm-as-llm")}
@@ -216,34 +259,62 @@ def main() -> None:
     results: dict[str, tuple[float, int]] = {}
 
     def run(label: str, command: list[str], out: Path) -> None:
-        shutil.rmtree(out, ignore_errors=True)
-        warm(dirs)
-        results[label] = measure(command)
+        runs = []
+        for _ in range(args.repeats):
+            shutil.rmtree(out, ignore_errors=True)
+            warm(dirs)
+            runs.append(measure(command))
+        results[label] = min(runs)
         print(f"  {label:28s} {results[label][0]:8.1f} s  peak RSS {results[label][1] / 2**30:6.2f} GiB", flush=True)
 
     out = args.work / "out"
+    inputs_digest = json.loads((args.work / "inputs.done").read_text())["sha256"]
+    reference = json.loads(REFERENCE.read_text()) if REFERENCE.is_file() else {}
+    expected = reference.get(f"layers-{args.layers}", {})
+    recorded = {"inputs": inputs_digest, **expected}
     run("floor (safetensors only)", [env_python, __file__, "--work", str(args.work), "--floor-only",
                                       str(out / "floor")], out / "floor")
+    agreement: dict[str, str] = {}
     for method in args.methods.split(","):
-        ours_recipe, theirs_recipe = recipes(dirs, method, args.work)
+        ours_recipe, theirs_recipe = recipes(dirs, method, args.work, args.device)
         run(f"merged-vlm {method}", [env_python, "-m", "harness_ext.cli", "merge", str(ours_recipe), "--out",
                                      str(out / f"ours-{method}"), "--force", "--quiet"], out / f"ours-{method}")
-        run(f"mergekit {method}", [mergekit_yaml, str(theirs_recipe), str(out / f"mk-{method}"), "--quiet",
-                                   "--no-copy-tokenizer", "--no-write-model-card"], out / f"mk-{method}")
-        if method == "task_arithmetic":
-            diff = compare_outputs(out / f"ours-{method}", out / f"mk-{method}")
-            print(f"  outputs agree: max abs difference {diff:.2e} on sampled tensors (bf16 output)")
+        recorded[method] = data_digest(out / f"ours-{method}")
+        agreement[method] = _identity(recorded[method], inputs_digest, expected, method)
+        print(f"  {'':28s} output {agreement[method]}", flush=True)
+        if not args.skip_mergekit:
+            run(f"mergekit {method}", [mergekit_yaml, str(theirs_recipe), str(out / f"mk-{method}"), "--quiet",
+                                       "--no-copy-tokenizer", "--no-write-model-card"]
+                + (["--cuda"] if args.device == "cuda" else []), out / f"mk-{method}")
+            if not method.startswith("dare"):  # DARE draws its own random masks
+                # in a child: the tensors compared would otherwise stay in this process, and every
+                # later contender's peak RSS (wait4) would count them, inherited at fork
+                with multiprocessing.get_context("spawn").Pool(1) as child:
+                    worst, share = child.apply(compare_outputs, (out / f"ours-{method}", out / f"mk-{method}"))
+                print(f"  {'':28s} vs mergekit: max abs difference {worst:.2e}, {share:.2e} of sampled "
+                      "entries differ (bf16 output)", flush=True)
         for label in (f"ours-{method}", f"mk-{method}"):
             shutil.rmtree(out / label, ignore_errors=True)
     shutil.rmtree(out, ignore_errors=True)
+    if not args.keep_inputs:
+        shutil.rmtree(args.work, ignore_errors=True)
+    if args.record_reference:
+        REFERENCE.write_text(json.dumps({**reference, f"layers-{args.layers}": recorded}, indent=2) + "\n")
+        print(f"  recorded output digests in {REFERENCE.name}")
 
     floor_time = results["floor (safetensors only)"][0]
-    print("\nratios (targets: speed-up >= 1.5, RSS ratio <= 1.0, vs floor <= 1.5)")
+    print(f"\nsummary ({args.layers} layers, merge device {args.device}; targets on 2 cores: time/floor "
+          f"{', '.join(f'{m} <= {t}' for m, t in TARGETS.items())}; peak RSS <= {RSS_TARGET / 2**30:.1f} GiB)")
+    print("| method | merged-vlm | mergekit | floor | ours / floor | ours vs mergekit | peak RSS ours / mergekit "
+          "| output vs reference |")
+    print("|---|---:|---:|---:|---:|---:|---:|---|")
     for method in args.methods.split(","):
         ours_t, ours_rss = results[f"merged-vlm {method}"]
-        mk_t, mk_rss = results[f"mergekit {method}"]
-        print(f"  {method:16s} speed-up vs mergekit {mk_t / ours_t:5.2f}x   peak RSS ours/mergekit "
-              f"{ours_rss / mk_rss:5.2f}   time ours/floor {ours_t / floor_time:5.2f}x")
+        mk_t, mk_rss = results.get(f"mergekit {method}", (float("nan"), 0))
+        target = f" (target {TARGETS[method]})" if method in TARGETS else ""
+        print(f"| {method} | {ours_t:.1f} s | {mk_t:.1f} s | {floor_time:.1f} s | {ours_t / floor_time:.2f}x{target} | "
+              f"{mk_t / ours_t:.2f}x faster | {ours_rss / 2**30:.2f} / {mk_rss / 2**30:.2f} GiB | "
+              f"{agreement[method]} |")
 
 
 if __name__ == "__main__":

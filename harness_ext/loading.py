@@ -1,9 +1,11 @@
-"""Load a merged VLM from a recipe: reuse the cache, merge into it, or stream merged tensors into
-the VLM in memory. Also the merged language backbone as a text-only causal LM."""
+"""Load a merged VLM from a recipe: reuse the cache, merge into it, or let transformers take every
+tensor from the merge as it loads (in memory). Also the merged language backbone as a text-only
+causal LM. Models are placed by a device or a device_map (with max_memory), as transformers does."""
 
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,13 +18,16 @@ from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_N
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
-from merge_models.executor import merge_into
+from merge_models.executor import merge_into, merge_tensor, resolve_merge_device, unchanged_tensor
 from merge_models.language_config import MROPE_KEYS, transformers_text_config
 from merge_models.output import write_checkpoint, write_descriptions
-from merge_models.plan import MergePlan, build_plan
+from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
+from merge_models.streaming import ChunkBuffers
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
+# device_map values that spread a model over devices (accelerate computes the placement).
+SPREAD_MAPS = ("auto", "balanced", "balanced_low_0", "sequential")
 
 
 @dataclass
@@ -40,36 +45,120 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@dataclass(frozen=True)
+class Placement:
+    """Where a merged model lives and where its merge runs.
+
+    device_map: what transformers' from_pretrained takes (a device name, "auto", "balanced",
+    "balanced_low_0", "sequential" or a {module: device} mapping), max_memory likewise;
+    merge_device: the recipe's merge_device, else the model's device when it has one, else the
+    first GPU when there is one, else the CPU.
+    """
+
+    device_map: str | dict[str, Any]
+    max_memory: dict[Any, Any] | None
+    merge_device: torch.device
+
+    @classmethod
+    def from_options(cls, recipe_device: str | None, options: dict[str, Any], device: str | None) -> "Placement":
+        device_map = options.get("device_map") or device or options.get("device") or default_device()
+        single = None if isinstance(device_map, dict) or device_map in SPREAD_MAPS else device_map
+        if single is not None:
+            try:
+                torch.device(single)
+            except (RuntimeError, TypeError):
+                given = "device_map" if options.get("device_map") else "device"
+                raise ModelArgsError(f"--model_args: {given} {single!r} is not a device; use cpu, cuda, cuda:N"
+                                     f"{', auto or balanced' if given == 'device_map' else ''}") from None
+        return cls(device_map, options.get("max_memory"), resolve_merge_device(recipe_device, single))
+
+    def load_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"device_map": self.device_map}
+        if self.max_memory:
+            kwargs["max_memory"] = self.max_memory
+        return kwargs
+
+
 def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
-    """Build the merged VLM the recipe describes.
+    """Build the merged VLM the recipe describes, placed by `device` or the `device_map` option.
 
     cache=true (default): reuse the verified cache entry for the recipe hash, or merge into the
     cache first (an inter-process lock makes concurrent ranks merge once) and load from there.
-    cache=false: load the VLM and stream merged tensors into its parameters in place.
+    cache=false: transformers builds the model and takes every tensor from the merge as it loads
+    (VLM-only tensors read from the VLM, language tensors merged), so each input byte is read once.
     """
     options = args.options
     plan = build_plan(args.recipe)
     start = time.perf_counter()
     family = plan.vlm.adapter.family
-    load_kwargs = _load_kwargs(plan, options)
+    placement = Placement.from_options(plan.recipe.merge_device, options, device)
+    load_kwargs = {**_load_kwargs(plan, options), **placement.load_kwargs()}
     if options["cache"]:
-        path, hit = cached_checkpoint(plan, quiet=options["quiet"])
+        path, hit = cached_checkpoint(plan, quiet=options["quiet"], device=placement.merge_device)
         model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
         how, merged = ("cache hit" if hit else "merged into the cache"), len(plan.merged())
     else:
         path = plan.vlm.path
-        model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
-        merged = merge_into_model(plan, model, quiet=options["quiet"])
-        how = "merged in memory"
+        config = T.AutoConfig.from_pretrained(path, trust_remote_code=plan.recipe.trust_remote_code)
+        model = from_streamed(T.AutoModelForImageTextToText, config, streamed_state_dict(plan, placement.merge_device),
+                              path, True, **load_kwargs)
+        merged, how = len(plan.merged()), "merged in memory"
     processor = load_processor(plan, options)
     if options.get("save_merged"):
-        save_merged(plan, Path(options["save_merged"]), path if options["cache"] else None)
-    model.to(device or options.get("device") or default_device()).eval()
+        save_merged(plan, Path(options["save_merged"]), path if options["cache"] else None, placement.merge_device)
+    model.eval()
     stats = {"how": how, "merged_tensors": merged, "kept_tensors": len(plan.tensors) - len(plan.merged()),
              "seconds": round(time.perf_counter() - start, 3)}
     record = merge_record(plan, args.recipe_path, args.overrides, load=stats)
     plan.close()
     return LoadedVLM(model, processor, family, record, stats)
+
+
+class PlannedTensor:
+    """One tensor of the merged checkpoint, produced when transformers' loader materialises it
+    (`tensor[...]`): merged tile by tile on the merge device, or read from the VLM as it is."""
+
+    def __init__(self, plan: MergePlan, entry: TensorPlan, device: torch.device) -> None:
+        self.plan, self.entry, self.device = plan, entry, device
+
+    # transformers materialises tensors on several threads; merges take turns (each one keeps the
+    # cores busy itself), reads of tensors the merge leaves alone go on meanwhile.
+    merging = threading.Lock()
+
+    def __getitem__(self, index: Any) -> torch.Tensor:
+        assert index is Ellipsis, "the loader takes planned tensors whole"
+        if self.entry.action == "merge":
+            with self.merging:
+                return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
+        return unchanged_tensor(self.plan, self.entry)
+
+
+def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTensor], path: Path,
+                  generation: bool, **kwargs: Any) -> T.PreTrainedModel:
+    """from_pretrained of `config` (the model at `path`) with every weight taken from `state_dict`, so
+    no weight file is read; generation settings from `path` when `generation`, else from the config."""
+    if kwargs.get("trust_remote_code") and auto_class.__name__ in (getattr(config, "auto_map", None) or {}):
+        from transformers.dynamic_module_utils import get_class_from_dynamic_module
+
+        model_class = get_class_from_dynamic_module(config.auto_map[auto_class.__name__], str(path))
+    else:
+        from transformers.models.auto.auto_factory import _get_model_class  # what Auto*.from_config uses
+
+        model_class = _get_model_class(config, auto_class._model_mapping)
+    settings = None
+    if generation and (path / "generation_config.json").is_file():
+        settings = T.GenerationConfig.from_pretrained(path)
+    # transformers takes a state dict only without a model path (it would read the path's weights)
+    return model_class.from_pretrained(None, config=config, state_dict=state_dict, generation_config=settings,
+                                       **kwargs)
+
+
+def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:
+    """Every tensor of the merged VLM (or, with `canonical`, of its language model under causal-LM
+    names) as a PlannedTensor, for from_pretrained(state_dict=...)."""
+    if canonical:
+        return {e.canonical: PlannedTensor(plan, e, device) for e in plan.tensors if e.canonical is not None}
+    return {e.name: PlannedTensor(plan, e, device) for e in plan.tensors}
 
 
 def merge_record(plan: MergePlan, recipe_file: Path | None, overrides: dict[str, Any] | None = None,
@@ -92,7 +181,7 @@ def load_message(record: dict[str, Any]) -> str:
 
 
 def merge_into_model(plan: MergePlan, model: T.PreTrainedModel, quiet: bool = True) -> int:
-    """Stream every merged tensor into the loaded VLM's own parameters (no second copy)."""
+    """Stream every merged tensor into an already loaded VLM's own parameters (no second copy)."""
     parameters = dict(model.named_parameters())
     adapter = plan.vlm.adapter
 
@@ -103,7 +192,7 @@ def merge_into_model(plan: MergePlan, model: T.PreTrainedModel, quiet: bool = Tr
                                "model does not have")
         return parameters[name].data
 
-    return merge_into(plan, target, quiet=quiet)
+    return merge_into(plan, target, quiet=quiet, device=resolve_merge_device(plan.recipe.merge_device, model.device))
 
 
 def load_processor(plan: MergePlan, options: dict[str, Any]):
@@ -119,7 +208,7 @@ def load_processor(plan: MergePlan, options: dict[str, Any]):
     return processor
 
 
-def save_merged(plan: MergePlan, target: Path, cached: Path | None) -> None:
+def save_merged(plan: MergePlan, target: Path, cached: Path | None, device: torch.device | str = "cpu") -> None:
     """Write the merged checkpoint to `target` (copied from the cache entry when there is one)."""
     if cached is not None:
         def copy(temp: Path) -> None:
@@ -128,7 +217,7 @@ def save_merged(plan: MergePlan, target: Path, cached: Path | None) -> None:
 
         publish(target, copy, replace=True)
     else:
-        publish(target, lambda temp: write_checkpoint(plan, temp), replace=True)
+        publish(target, lambda temp: write_checkpoint(plan, temp, device=device), replace=True)
 
 
 def _load_kwargs(plan: MergePlan, options: dict[str, Any]) -> dict[str, Any]:
@@ -138,26 +227,19 @@ def _load_kwargs(plan: MergePlan, options: dict[str, Any]) -> dict[str, Any]:
     return kwargs
 
 
-def build_merged_causal_lm(plan: MergePlan, quiet: bool = True) -> T.PreTrainedModel:
+def build_merged_causal_lm(plan: MergePlan, placement: Placement | None = None) -> T.PreTrainedModel:
     """The merged language backbone as a text-only causal LM configured as the VLM's language model.
 
     Merged tensors come from the plan; the rest of the language model (embeddings, lm_head, layers
     the recipe keeps) is the VLM's, so its config (RoPE base and scaling, positions, vocabulary)
     and its tokenizer apply. The reasoning LLM's config would be wrong: Qwen2-Math-7B's RoPE base
-    is 1e4 where the Qwen2-VL backbone's is 1e6.
+    is 1e4 where the Qwen2-VL backbone's is 1e6. As with the VLM, transformers takes each tensor
+    from the merge as it loads (placed by `placement`; default: on the default device).
     """
+    placement = placement or Placement.from_options(plan.recipe.merge_device, {}, None)
     config = causal_lm_config(plan)
-    model = T.AutoModelForCausalLM.from_config(config, dtype=plan.out_dtype)
-    parameters = dict(model.named_parameters())
-    merged = {entry.canonical for entry in plan.merged()}
-    vlm_language = plan.vlm.canonical_map
-    with torch.no_grad():
-        for canonical, name in vlm_language.items():
-            if canonical not in merged and canonical in parameters:
-                parameters[canonical].copy_(plan.vlm.read(name))
-    merge_into(plan, lambda entry: parameters[entry.canonical].data, quiet=quiet)
-    if config.tie_word_embeddings:
-        model.tie_weights()
+    model = from_streamed(T.AutoModelForCausalLM, config, streamed_state_dict(plan, placement.merge_device, True),
+                          plan.vlm.path, False, dtype=plan.out_dtype, **placement.load_kwargs())
     return model.eval()
 
 

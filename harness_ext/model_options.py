@@ -16,7 +16,7 @@ from merge_models.recipe import Recipe, load_recipe
 VLM_OPTIONS: dict[str, Any] = {
     "recipe": None, "device": None, "attn_implementation": None, "max_pixels": None, "min_pixels": None,
     "cache": True, "save_merged": None, "batch_size": 1, "max_batch_size": None, "system_prompt": None,
-    "quiet": False,
+    "quiet": False, "device_map": None, "max_memory": None,
 }
 # Recipe fields that may be overridden from --model_args (dotted paths such as vlm.weight too).
 RECIPE_FIELDS = {name for name in Recipe.model_fields if name != "lambda_"} | {"lambda"}
@@ -60,6 +60,9 @@ def split_model_args(kwargs: dict[str, Any], options: dict[str, Any], model: str
     recipe = load_recipe(path, overrides)
     chosen["cache"] = _boolean(chosen.get("cache"), "cache")
     chosen["quiet"] = _boolean(chosen.get("quiet"), "quiet")
+    for name, kinds in (("device_map", (str, int, dict)), ("max_memory", (dict,))):
+        if chosen.get(name) not in (None, ""):
+            chosen[name] = _placement(chosen[name], name, kinds)
     return ModelArgs(recipe=recipe, recipe_path=path, overrides=overrides, options=chosen)
 
 
@@ -71,6 +74,16 @@ def _parse(value: Any) -> Any:
         except yaml.YAMLError:
             return value
     return value
+
+
+def _placement(value: Any, name: str, kinds: tuple[type, ...]) -> Any:
+    """device_map (a device, auto, balanced, ... or {module: device}) or max_memory ({device: size})."""
+    parsed = _parse(value)
+    if not isinstance(parsed, kinds) or isinstance(parsed, bool):
+        example = "auto, balanced, cuda:0 or {model.vision_tower: 0, model.language_model: 1, lm_head: 1}" \
+            if name == "device_map" else "{0: 20GiB, 1: 20GiB, cpu: 64GiB}"
+        raise ModelArgsError(f"--model_args: {name} must be like {example}, got {value!r}")
+    return parsed
 
 
 def _boolean(value: Any, name: str) -> bool:

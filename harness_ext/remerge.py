@@ -17,7 +17,7 @@ import transformers as T
 from harness_ext.loading import LoadedVLM, default_device, load_processor, merge_record
 from merge_models.checkpoint import Checkpoint, open_checkpoint
 from merge_models.errors import RecipeError
-from merge_models.executor import merge_into
+from merge_models.executor import merge_into, resolve_merge_device
 from merge_models.plan import MergePlan, build_plan
 from merge_models.recipe import ModelRef, Recipe
 
@@ -72,7 +72,9 @@ class InPlaceMerger:
             raise RecipeError("vlm.model", f"a variant changes the VLM to {recipe.vlm.model}",
                               "sweep over merge settings of one VLM")
         self.restore_vlm()
-        merged = merge_into(plan, lambda entry: self.parameter(entry.canonical), quiet=self.options["quiet"])
+        device = resolve_merge_device(plan.recipe.merge_device, self.loaded.model.device)
+        merged = merge_into(plan, lambda entry: self.parameter(entry.canonical), quiet=self.options["quiet"],
+                            device=device)
         self.plan = plan
         stats = {"how": "merged in place", "merged_tensors": merged,
                  "kept_tensors": len(plan.tensors) - merged, "seconds": round(time.perf_counter() - start, 3)}

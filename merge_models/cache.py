@@ -7,6 +7,7 @@ import uuid
 from pathlib import Path
 from typing import Callable
 
+import torch
 from filelock import FileLock
 
 from merge_models.output import verify_checkpoint, write_checkpoint
@@ -39,8 +40,8 @@ def publish(target: Path, build: Callable[[Path], None], replace: bool = False) 
         raise
 
 
-def cached_checkpoint(plan: MergePlan, quiet: bool = True) -> tuple[Path, bool]:
-    """The cache entry for a plan, merging it first unless a verified entry exists.
+def cached_checkpoint(plan: MergePlan, quiet: bool = True, device: torch.device | str = "cpu") -> tuple[Path, bool]:
+    """The cache entry for a plan, merging it first (on `device`) unless a verified entry exists.
 
     Returns (directory, hit). An inter-process lock makes concurrent callers merge once: the
     others wait and then find the entry. Leftovers of killed merges are removed under the lock.
@@ -55,5 +56,5 @@ def cached_checkpoint(plan: MergePlan, quiet: bool = True) -> tuple[Path, bool]:
             if verify_checkpoint(entry, plan.recipe_hash) is None:
                 return entry, True
             shutil.rmtree(entry)
-        publish(entry, lambda temp: write_checkpoint(plan, temp, quiet))
+        publish(entry, lambda temp: write_checkpoint(plan, temp, quiet, device))
     return entry, False

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import struct
+import threading
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -63,6 +64,7 @@ class Checkpoint:
     pickle_files: tuple[Path, ...] = ()
     _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
     _memory: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
+    _lock: Any = field(default_factory=threading.Lock, repr=False)  # reads come from several threads
 
     @cached_property
     def identity(self) -> dict[str, Any]:
@@ -95,7 +97,8 @@ class Checkpoint:
         """Load one whole tensor into memory of its own."""
         meta = self.tensors[name]
         if self.pickle_files:
-            return self._pickle_shard(meta.file)[name]
+            with self._lock:
+                return self._pickle_shard(meta.file)[name]
         buffer = torch.empty(meta.nbytes, dtype=torch.uint8)
         return self.read_into(name, 0, buffer).view(meta.dtype).reshape(meta.shape)
 
@@ -112,12 +115,14 @@ class Checkpoint:
             buffer.copy_(flat[start * itemsize:start * itemsize + buffer.numel()])
             return buffer
         if self.pickle_files:
-            flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // itemsize]
-            buffer.copy_(flat.contiguous().view(torch.uint8))
+            with self._lock:
+                flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // itemsize]
+                buffer.copy_(flat.contiguous().view(torch.uint8))
             return buffer
-        fd = self._handles.get(meta.file)
-        if fd is None:
-            fd = self._handles[meta.file] = os.open(meta.file, os.O_RDONLY)
+        with self._lock:
+            fd = self._handles.get(meta.file)
+            if fd is None:
+                fd = self._handles[meta.file] = os.open(meta.file, os.O_RDONLY)
         view, position = memoryview(buffer.numpy()), meta.start + start * itemsize
         while view.nbytes:
             count = os.preadv(fd, [view], position)

@@ -12,6 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import torch
 import yaml
 
 from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
@@ -49,18 +50,19 @@ def shard_layout(plan: MergePlan) -> dict[str, list[TensorPlan]]:
     return {f"model-{i:05d}-of-{total:05d}.safetensors": entries for i, entries in enumerate(files.values(), 1)}
 
 
-def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None:
-    """Write the complete merged checkpoint into `out_dir` (which must exist and be empty).
+def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True, device: torch.device | str = "cpu") -> None:
+    """Write the complete merged checkpoint into `out_dir` (which must exist and be empty), merging on `device`.
 
-    File writes run on one background thread (at most WRITE_QUEUE chunks in flight), so writing
-    one chunk overlaps reading and merging the next.
+    File writes run on one background thread (at most WRITE_QUEUE tiles in flight), so writing
+    one tile overlaps reading and merging the next; merged tiles wait in a ring of reused host buffers.
     """
     layout = shard_layout(plan)
     metadata = {"merged_vlm_recipe_hash": plan.recipe_hash}
     writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata)
                for file, entries in layout.items()}
     file_of = {e.name: file for file, entries in layout.items() for e in entries}
-    buffers = ChunkBuffers()
+    buffers = ChunkBuffers(device)
+    ring = HostRing(WRITE_QUEUE + 2, pinned=buffers.accelerated)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="merged-vlm-writer") as io:
         pending: deque[Future] = deque()
 
@@ -73,8 +75,10 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None
             writer = writers[file_of[entry.name]]
             source = plan.vlm.tensors[entry.name]
             if entry.action == "merge":
-                for start, values in merged_chunks(plan, entry, buffers):
-                    submit(writer.write, entry.name, tensor_bytes(values), start * values.element_size())
+                on_host = None if buffers.accelerated else ring.take  # CPU merges write straight into the ring
+                for start, values in merged_chunks(plan, entry, buffers, on_host):
+                    host = values if on_host else ring.hold(values)
+                    submit(writer.write, entry.name, tensor_bytes(host), start * values.element_size())
             elif source.dtype == entry.out_dtype and not plan.vlm.pickle_files:
                 submit(writer.copy_range, entry.name, source.file, source.start)
             else:
@@ -91,6 +95,31 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True) -> None
     write_descriptions(plan, out_dir)
     manifest = {**plan.record(), "versions": versions(), "created": _now(), "files": file_digests(out_dir, layout)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
+
+
+class HostRing:
+    """Host buffers for merged blocks waiting to be written, `size` of them, taken in turn.
+
+    A buffer is reused `size` blocks later, by when fewer than `size` writes may still be pending.
+    """
+
+    def __init__(self, size: int, pinned: bool) -> None:
+        self.buffers: list[torch.Tensor] = [torch.empty(0, dtype=torch.uint8) for _ in range(size)]
+        self.pinned = pinned
+        self.turn = 0
+
+    def take(self, count: int, dtype: torch.dtype) -> torch.Tensor:
+        """The next buffer, as `count` elements of `dtype`."""
+        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        slot = self.turn % len(self.buffers)
+        self.turn += 1
+        if self.buffers[slot].numel() < nbytes:
+            self.buffers[slot] = torch.empty(nbytes, dtype=torch.uint8, pin_memory=self.pinned)
+        return self.buffers[slot][:nbytes].view(dtype)
+
+    def hold(self, values: torch.Tensor) -> torch.Tensor:
+        """A host copy of `values` (any device) in the next buffer."""
+        return self.take(values.numel(), values.dtype).copy_(values.reshape(-1))
 
 
 def _copy_support_files(plan: MergePlan, out_dir: Path) -> None:

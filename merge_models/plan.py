@@ -395,10 +395,9 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
     counts: dict[str, int] = defaultdict(int)
     for t in plan.tensors:
         counts[t.action] += 1
-    inputs = 1 + len(plan.sources)
-    largest = max((t.numel for t in plan.merged()), default=0)
-    # float32 copies alive at once: the inputs, the base, their deltas and the result.
-    working = largest * 4 * (2 * inputs + 2)
+    from merge_models.streaming import working_bytes  # streaming builds on this module
+
+    working = working_bytes(plan)
     read_bytes = sum(c.tensors[n].nbytes for c in plan.read_checkpoints() for n in c.tensors)
     return {
         "tensors": dict(counts),

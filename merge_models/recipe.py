@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
 
@@ -87,6 +88,15 @@ class Recipe(BaseModel):
     allow_pickle: bool = False
     trust_remote_code: bool = False
     mergekit_parameters: dict[str, Union[bool, ParamValue]] = Field(default_factory=dict)
+    merge_device: str | None = None
+
+    @field_validator("merge_device")
+    @classmethod
+    def _device_name(cls, value: str | None) -> str | None:
+        """Where merging runs (cpu, cuda, cuda:N); None: where the model will live."""
+        if value is not None and not re.fullmatch(r"cpu|cuda(:\d+)?", value):
+            raise ValueError(f"must be cpu, cuda or cuda:N, got {value!r}")
+        return value
 
     @field_validator("layers")
     @classmethod
@@ -142,8 +152,9 @@ class Recipe(BaseModel):
         }
 
     def normalized(self) -> dict[str, Any]:
-        """Every field with defaults resolved, in a canonical JSON-ready form."""
-        data = self.model_dump(mode="json", by_alias=True, exclude={"vlm", "base", "sources"})
+        """Every field with defaults resolved, in a canonical JSON-ready form (without `merge_device`,
+        which says where to compute, not what: it is not part of records or of the recipe hash)."""
+        data = self.model_dump(mode="json", by_alias=True, exclude={"vlm", "base", "sources", "merge_device"})
         data["vlm"] = _plain_ref(self.vlm, weight=self.vlm_weight())
         data["base"] = _plain_ref(self.base) if self.base else None
         data["sources"] = [_plain_ref(s) for s in self.sources]

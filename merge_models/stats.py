@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from merge_models.errors import RecipeError
 from merge_models.executor import merged_chunks
 from merge_models.plan import MergePlan
-from merge_models.streaming import ChunkBuffers, TensorStream
+from merge_models.streaming import CHUNK_ELEMENTS, ChunkBuffers, TensorStream
 
 MODULE_PATTERNS = {"attn": "self_attn.", "mlp": "mlp."}
 
@@ -59,7 +59,7 @@ def task_vector_stats(plan: MergePlan, modules: list[str]) -> list[LayerStats]:
             continue
         total = sums.setdefault((entry.layer, group), _Sums([0.0] * inputs, [0.0] * inputs, [0] * inputs,
                                                              [0] * inputs))
-        for _, _, chunk, base in TensorStream(plan, entry, buffers, chunked=True, with_base=True).chunks():
+        for _, _, chunk, base in TensorStream(plan, entry, buffers, CHUNK_ELEMENTS, with_base=True).chunks():
             taus = [x.sub_(base) for x in chunk]
             for i, tau in enumerate(taus):
                 total.squares[i] += float(tau.square().sum())

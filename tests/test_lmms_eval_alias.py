@@ -57,8 +57,9 @@ def test_hub_that_does_not_answer_counts_as_offline(tmp_path):
 def test_model_that_cannot_be_built_and_evaluation_that_raises_exit_non_zero(tmp_path):
     env = _env(tmp_path, HF_HUB_OFFLINE="1")
     runs = {}
-    for name, args in (("build", ["--model_args", "recipe=tiny-world,device=nodevice"]),
-                       ("evaluate", ["--gen_kwargs", "max_new_tokens=abc"])):
+    for name, args in (("build", ["--model_args", "recipe=tiny-world,attn_implementation=no_such_kernel"]),
+                       ("evaluate", ["--gen_kwargs", "max_new_tokens=abc"]),
+                       ("device", ["--model_args", "recipe=tiny-world,device=nodevice"])):
         folder = tmp_path / name
         folder.mkdir()
         command = [str(BIN / "lmms_eval"), "--model", "merged_vlm", "--model_args", "recipe=tiny-world",
@@ -66,7 +67,7 @@ def test_model_that_cannot_be_built_and_evaluation_that_raises_exit_non_zero(tmp
                    *args]
         runs[name] = subprocess.Popen(command, env=env, cwd=folder, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True)
-    for name, expected in (("build", "error: merged_vlm could not be built: RuntimeError: "),
+    for name, expected in (("build", "error: merged_vlm could not be built: ValueError: "),
                            ("evaluate", "error: the evaluation failed: ValueError: ")):
         out, err = runs[name].communicate(timeout=600)
         last = err.strip().splitlines()[-1]
@@ -74,6 +75,11 @@ def test_model_that_cannot_be_built_and_evaluation_that_raises_exit_non_zero(tmp
         assert last.startswith(expected) and last.endswith("rerun with --verbosity DEBUG for the traceback")
         assert "Traceback" not in out + err
         assert not (tmp_path / name / "out").exists()
+    out, err = runs["device"].communicate(timeout=600)  # a device that does not exist is the user's to fix
+    assert runs["device"].returncode == 2, err[-3000:]
+    assert err.strip().splitlines()[-1] == ("error: --model_args: device 'nodevice' is not a device; "
+                                            "use cpu, cuda, cuda:N")
+    assert "Traceback" not in out + err and not (tmp_path / "device" / "out").exists()
 
 
 def _write_split(root: Path, source: str, split: str) -> None:

@@ -1,16 +1,20 @@
-"""Merge methods: parity with mergekit 0.1.5, DARE keep-rate/rescale/determinism, selection exactness."""
+"""Merge methods: parity with mergekit 0.1.5, DARE keep-rate/rescale/determinism, exact streamed cut-offs."""
 
 from __future__ import annotations
 
 import shutil
 
+import numpy as np
 import pytest
 import torch
+from method_sources import InMemorySource
 from safetensors.torch import load_file, save_file
 
 from merge_models.executor import merge_state_dict
+from merge_models.methods import selection
 from merge_models.methods.native import TaskVectorMethod, TensorParams
-from merge_models.methods.sparsify import kth_smallest, rank_band_mask, topk_start
+from merge_models.methods.selection import select_magnitudes
+from merge_models.methods.sparsify import RankCut, topk_start
 from merge_models.plan import build_plan
 from merge_models.recipe import parse_recipe
 
@@ -81,22 +85,10 @@ def test_parity_with_mergekit(method, trio_plus_second_source):
     assert worst <= 1e-6, f"{method}: max abs difference {worst}"
 
 
-class InMemorySource:
-    """Chunks of in-memory tensors, as TensorStream yields them from checkpoints."""
-
-    def __init__(self, inputs: list[torch.Tensor], base: torch.Tensor, chunk: int) -> None:
-        self.inputs, self.base, self.chunk, self.numel = inputs, base, chunk, base.numel()
-
-    def chunks(self):
-        for index, start in enumerate(range(0, self.numel, self.chunk)):
-            stop = start + self.chunk
-            yield index, start, [x[start:stop].clone() for x in self.inputs], self.base[start:stop].clone()
-
-
 def run_method(method, inputs, base, params, chunk):
     source = InMemorySource(inputs, base, chunk)
     state = method.prepare(source, params)
-    return torch.cat([method.combine(x, b, params, state, i) for i, _, x, b in source.chunks()])
+    return torch.cat([method.combine(x, b, params, state, i).clone() for i, _, x, b in source.chunks()])
 
 
 def _params(n: int, **kw) -> TensorParams:
@@ -149,23 +141,87 @@ def test_dare_is_deterministic_across_threads_order_and_runs(tiny_family):
     assert any(not torch.equal(one_thread[k], reseeded[k]) for k in one_thread)
 
 
-def test_exact_selection_on_large_tensors_with_ties():
-    torch.manual_seed(0)
-    values = torch.randint(0, 50, (3_000_000,)).float()  # many ties, above the exact-path size
-    for rank in (1, 17, 1_500_000, 2_999_999, 3_000_000):
-        value, below = kth_smallest(values, rank)
-        assert value == torch.sort(values).values[rank - 1]
-        assert below == int((values < value).sum())
-    mask = rank_band_mask(values, 1_000_000, 2_400_000)
-    assert int(mask.sum()) == 1_400_000
-    order = torch.sort(values, stable=True).indices  # ties by position, as rank_band_mask promises
-    expected = torch.zeros_like(mask)
-    expected[order[1_000_000:2_400_000]] = True
-    assert torch.equal(mask, expected)
+def oracle_keep(magnitude: torch.Tensor, rank: int) -> torch.Tensor:
+    """The old whole-tensor cut-off: entries whose ascending (magnitude, index) rank is >= `rank`,
+    from a stable sort of every magnitude at once (ties broken by position)."""
+    keep = torch.zeros(magnitude.numel())
+    keep[torch.sort(magnitude, stable=True).indices[rank:]] = 1.0
+    return keep
+
+
+def streamed_keep(magnitude: torch.Tensor, rank: int, tile: int, scanner) -> torch.Tensor:
+    """The engine's cut-off: the rank's value found by streaming selection, applied tile by tile."""
+    n = magnitude.numel()
+    source = InMemorySource([magnitude], torch.zeros(n), tile)
+    found = select_magnitudes(source, [[rank + 1]], scanner)[0][0] if 0 < rank < n else None
+    cut = RankCut.at(rank, n, found)
+    tiles = list(source.chunks())
+    if cut.any_order:  # then each tile is cut on its own: go backwards to prove it
+        kept = {i: cut.keep(x[0], torch.empty(x[0].numel()), i) for i, _, x, _ in reversed(tiles)}
+        return torch.cat([kept[i] for i in sorted(kept)])
+    return torch.cat([cut.keep(x[0], torch.empty(x[0].numel()), i) for i, _, x, _ in tiles])
+
+
+def _magnitudes(kind: str, n: int) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(19)
+    if kind == "continuous":
+        return torch.randn(n, generator=generator).abs()
+    if kind == "few_values":  # most entries tie with others, as bf16 task vectors do
+        return torch.randint(0, 40, (n,), generator=generator).float() * 2.0**-10
+    if kind == "one_value_dominates":
+        values = torch.full((n,), 0.5)
+        values[torch.randint(0, n, (n // 10,), generator=generator)] = torch.rand(n // 10, generator=generator)
+        return values
+    return torch.cat([torch.zeros(n // 2), torch.arange(n - n // 2).float()])  # "sorted_halves": sample-hostile
+
+
+@pytest.mark.parametrize("kind", ["continuous", "few_values", "one_value_dominates", "sorted_halves"])
+def test_streamed_cutoffs_equal_the_whole_tensor_oracle(kind, monkeypatch):
+    """Exactly the oracle's entries are kept, for ranks across the range, through both selection paths
+    (the sample window, and the radix passes it falls back to) and both scan implementations."""
+    monkeypatch.setattr(selection, "EXACT_ELEMENTS", 1 << 16)  # stream tensors above this size
+    n, limits = 300_007, (selection.GATHER_LIMIT, 0)  # 0: every window overflows, the radix passes decide
+    magnitude = _magnitudes(kind, n)
+    for rank in (1, n // 7, topk_start(n, 0.2), n - 1):
+        expected = oracle_keep(magnitude, rank)
+        for scan in (selection.CpuScanner(), selection.TorchScanner()):
+            for limit in limits:
+                monkeypatch.setattr(selection, "GATHER_LIMIT", limit)
+                kept = streamed_keep(magnitude, rank, 10_007, scan)  # tiles end inside tie groups
+                assert torch.equal(kept, expected), (kind, rank, type(scan).__name__, limit)
+
+
+def test_small_tensors_are_ranked_directly_and_exactly():
+    magnitude = _magnitudes("few_values", 50_001)
+    for rank in (0, 1, 25_000, 50_000, 50_001):
+        kept = streamed_keep(magnitude, rank, 4096, None)
+        assert torch.equal(kept, oracle_keep(magnitude, min(rank, 50_001))), rank
+
+
+def test_compiled_and_torch_scans_agree_on_every_count():
+    """The compiled CPU loops and the torch operations (used on accelerators) find the same window
+    counts, gathered values and histograms."""
+    magnitude = _magnitudes("few_values", 300_000).numpy()
+    compiled, reference = selection.CpuScanner(), selection.TorchScanner()
+    for lo, hi in ((0.0, 2.0**-10), (5 * 2.0**-10, 11 * 2.0**-10), (0.0, float("inf"))):
+        a, b = selection.Query(0, 1, lo, hi), selection.Query(0, 1, lo, hi, counts=[0, 0, 0, 0])
+        compiled.window(magnitude, a)
+        reference.window(torch.from_numpy(magnitude), b)
+        assert [int(c) for c in a.counts] == b.counts and a.filled == b.filled
+        assert torch.equal(compiled.gathered(a), reference.gathered(b))
+    tops = compiled.counter(), reference.counter()
+    compiled.histogram_top(magnitude, tops[0])
+    reference.histogram_top(torch.from_numpy(magnitude), tops[1])
+    assert (tops[0] == tops[1].numpy()).all()
+    bucket = int(np.nonzero(tops[0])[0][3])
+    lows = compiled.counter(), reference.counter()
+    compiled.histogram_low(magnitude, bucket, lows[0])
+    reference.histogram_low(torch.from_numpy(magnitude), bucket, lows[1])
+    assert (lows[0] == lows[1].numpy()).all() and lows[0].sum() == tops[0][bucket]
 
 
 def test_ties_trimming_keeps_exactly_k_largest():
     magnitude = torch.randn(10_001).abs()
-    kept = rank_band_mask(magnitude, topk_start(10_001, 0.2), 10_001)
+    kept = streamed_keep(magnitude, topk_start(10_001, 0.2), 1000, None).bool()
     assert int(kept.sum()) == 2000
     assert magnitude[kept].min() >= magnitude[~kept].max()

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from method_sources import InMemorySource
 from safetensors.torch import load_file
 from tiny_checkpoints import TinySizes, build_family
 
@@ -179,15 +180,7 @@ def test_sign_election_and_disjoint_mean(election, mean):
     params = TensorParams(weights=tuple(weights), densities=(1.0,) * 3, lam=1.0, normalize=mean != "none",
                           rescale="none", gamma=0.0, seed=0, name="t", sign_election=election, disjoint_mean=mean)
     method = TaskVectorMethod("magnitude", True)
-    chunks = [(0, 0, [base + t for t in taus], base.clone())]
-
-    class Source:
-        numel = 5000
-
-        def chunks(self):
-            return iter([(i, s, [x.clone() for x in xs], b.clone()) for i, s, xs, b in chunks])
-
-    state = method.prepare(Source(), params)
+    state = method.prepare(InMemorySource([base + t for t in taus], base), params)
     merged = method.combine([base + t for t in taus], base.clone(), params, state, 0)
     torch.testing.assert_close(merged - base, _reference(taus, weights, election, mean), rtol=1e-5, atol=1e-5)
 
@@ -198,15 +191,9 @@ def test_min_kept_is_the_least_number_of_trimmed_entries(min_kept, kept):
     base, tau = torch.zeros(4), torch.tensor([0.5, -2.0, 1.0, 0.25])
     params = TensorParams(weights=(1.0,), densities=(0.2,), lam=1.0, normalize=False, rescale="none", gamma=0.0,
                           seed=0, name="t", sign_election="unweighted_sum", disjoint_mean="count", min_kept=min_kept)
-
-    class Source:
-        numel = 4
-
-        def chunks(self):
-            return iter([(0, 0, [base + tau], base.clone())])
-
     method = TaskVectorMethod("magnitude", True)
-    merged = method.combine([base + tau], base.clone(), params, method.prepare(Source(), params), 0)
+    state = method.prepare(InMemorySource([base + tau], base), params)
+    merged = method.combine([base + tau], base.clone(), params, state, 0)
     assert int((merged != 0).sum()) == kept
     if kept:
         assert float(merged[1]) == -2.0

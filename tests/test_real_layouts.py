@@ -12,13 +12,16 @@ from pathlib import Path
 import pytest
 import torch
 import transformers as T
+from method_sources import InMemorySource
 from safetensors.torch import load_file, save_file
 from tiny_checkpoints import build_pickle_only
 
 from harness_ext.loading import build_merged_causal_lm
+from merge_models import streaming
 from merge_models.errors import CheckpointError
 from merge_models.executor import merge_state_dict
 from merge_models.language_config import language_config
+from merge_models.methods import selection
 from merge_models.plan import build_plan, plan_totals
 from merge_models.recipe import parse_recipe
 
@@ -210,6 +213,76 @@ def test_equal_vocabularies_merge_only_shared_tokens(tiny_family):
     assert plan_totals(plan)["tensors"]["merge"] == len(plan.merged())
     assert all(f"{shared} of {vlm[n].shape[0]} rows paired by token" in t.reason
                for t in plan.merged() for n in [t.name] if t.pairing is not None)
+
+
+PAIRED_CONVENTIONS = {
+    "mergekit_ties": {"method": "ties", "density": 0.3},
+    "paper_ties": {"method": "ties", "density": 0.2, "sign_election": "unweighted_sum", "disjoint_mean": "count",
+                   "min_kept": 0, "task_vector_dtype": "float16"},
+    "dare_ties_count_vote": {"method": "dare_ties", "density": 0.4, "sign_election": "count", "seed": 3},
+    "breadcrumbs_ties": {"method": "breadcrumbs_ties", "density": 0.5, "gamma": 0.1, "normalize": True},
+}
+
+
+@pytest.fixture(scope="module")
+def gapped_vocabulary(tiny_family, tmp_path_factory):
+    """The tiny Qwen2-VL trio with tie-heavy vocabulary task vectors, and a reasoning LLM whose vocabulary
+    lacks '!' (a VLM row in the middle without a partner) and swaps two tokens' ids (its rows out of order)."""
+    family = tiny_family("qwen2_vl")
+    root = tmp_path_factory.mktemp("gapped")
+    generator = torch.Generator().manual_seed(5)
+    base = load_file(family.base / "model.safetensors")
+    paths = {}
+    for role in ("vlm", "reasoning"):
+        paths[role] = root / role
+        shutil.copytree(getattr(family, role), paths[role])
+        weights = load_file(paths[role] / "model.safetensors")
+        for name in ("model.embed_tokens.weight", "lm_head.weight"):  # few distinct magnitudes: ties at every cut
+            weights[name] = base[name] + torch.randint(-3, 4, base[name].shape, generator=generator) * 2.0**-8
+        save_file(weights, paths[role] / "model.safetensors", metadata={"format": "pt"})
+    tokenizer = json.loads((paths["reasoning"] / "tokenizer.json").read_text())
+    vocab = tokenizer["model"]["vocab"]
+    assert not any("!" in pair for pair in map(str, tokenizer["model"]["merges"]))
+    del vocab["!"]
+    by_id = {i: token for token, i in vocab.items()}
+    vocab[by_id[100]], vocab[by_id[200]] = 200, 100
+    (paths["reasoning"] / "tokenizer.json").write_text(json.dumps(tokenizer))
+    return {**paths, "base": family.base}
+
+
+@pytest.mark.parametrize("conventions", list(PAIRED_CONVENTIONS))
+def test_paired_rows_merge_in_tiles_as_the_whole_gathered_rows_do(conventions, gapped_vocabulary, monkeypatch):
+    """Vocabulary rows paired by token merge in small tiles (cut mid-row, several per block, combined on two
+    threads, cut-offs found by the streaming window) exactly as the method merges all paired rows at once,
+    under every TIES convention; rows without a partner keep the VLM's values."""
+    paths = gapped_vocabulary
+    recipe = {"vlm": {"model": str(paths["vlm"]), "weight": 1.0}, "base": str(paths["base"]),
+              "sources": [{"model": str(paths["reasoning"]), "weight": 0.5}], "exclude": [],
+              **PAIRED_CONVENTIONS[conventions]}
+    plan = build_plan(parse_recipe(recipe))
+    vocabulary = [e for e in plan.merged() if e.pairing is not None]
+    assert vocabulary and all(0 < len(e.pairing) < e.shape[0] - 1 for e in vocabulary)
+    expected = {}
+    for entry in vocabulary:
+        pairing, vlm = entry.pairing, plan.vlm.read(entry.name)
+        gathered = [vlm[pairing.rows(None)].float().reshape(-1)]
+        for source in plan.sources:
+            rows = source.read(source.canonical_map[entry.canonical])[pairing.rows(source.field)]
+            gathered.append(rows.float().reshape(-1))
+        base = plan.base.read(plan.base.canonical_map[entry.canonical])[pairing.rows(plan.base.field)]
+        whole = InMemorySource(gathered, base.float().reshape(-1))
+        method = plan.method.impl
+        state = method.prepare(whole, entry.params)
+        merged = next(method.combine(x, b, entry.params, state, i) for i, _, x, b in whole.chunks())
+        expected[entry.name] = vlm.to(entry.out_dtype)
+        expected[entry.name][pairing.rows(None)] = merged.reshape(len(pairing), -1).to(entry.out_dtype)
+    monkeypatch.setattr(streaming, "CPU_TILE", 1000)
+    monkeypatch.setattr(streaming, "READ_BLOCK", 3000)
+    monkeypatch.setattr(selection, "EXACT_ELEMENTS", 4096)
+    merged = merge_state_dict(plan)
+    for entry in vocabulary:
+        assert torch.equal(merged[entry.name], expected[entry.name]), entry.name
+    plan.close()
 
 
 # ---------------------------------------------------------------------------------------------

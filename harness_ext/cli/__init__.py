@@ -1,4 +1,4 @@
-"""The `merged-vlm` command line: one Typer app, command groups registered from harness_ext.commands."""
+"""The `merged-vlm` command line: one Typer app; each command group registers itself from its module here."""
 
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
+from merge_models.executor import resolve_merge_device
 from merge_models.methods.registry import NATIVE_METHODS
 from merge_models.output import write_checkpoint
 from merge_models.plan import build_plan, module_rows, plan_totals
@@ -56,8 +57,7 @@ def plan(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
     counts = ", ".join(f"{v} {k}" for k, v in totals["tensors"].items())
     console.print(f"tensors: {counts}; merged parameters {totals['merged_params']:,}; "
                   f"read {_size(totals['input_bytes'])}, write {_size(totals['output_bytes'])} "
-                  f"({totals['out_dtype']}); peak working memory about {_size(totals['peak_working_bytes'])} "
-                  f"beyond one mapped tensor per input")
+                  f"({totals['out_dtype']}); peak working memory at most about {_size(totals['peak_working_bytes'])}")
     if totals["unused_source_tensors"]:
         console.print(f"source tensors not used (vision-free or excluded): {totals['unused_source_tensors']}")
     for name, rows in totals["vocab_rows_paired"].items():
@@ -69,17 +69,22 @@ def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
                                                                  "(default: the merge cache)."),
           force: bool = typer.Option(False, "--force", help="Replace --out if it exists."),
           quiet: bool = QuietOpt) -> None:
-    """Merge a recipe into a Hugging Face checkpoint directory (atomic: all or nothing)."""
+    """Merge a recipe into a Hugging Face checkpoint directory (atomic: all or nothing).
+
+    Merging runs on the recipe's `merge_device` (--set merge_device=cpu), else on a GPU when there is one.
+    """
     if quiet:
         be_quiet()
-    merge_plan = build_plan(load_recipe(recipe, parse_assignments(set_, "--set")))
+    parsed = load_recipe(recipe, parse_assignments(set_, "--set"))
+    device = resolve_merge_device(parsed.merge_device)
+    merge_plan = build_plan(parsed)
     if out is None:
-        path, hit = cached_checkpoint(merge_plan, quiet=quiet)
+        path, hit = cached_checkpoint(merge_plan, quiet=quiet, device=device)
         console.print(f"{'cache hit' if hit else 'merged'}: {path} (recipe hash {merge_plan.recipe_hash})")
         return
     if out.exists() and any(out.iterdir()) and not force:
         raise MergeError(f"--out: {out} exists and is not empty; pass --force to replace it")
-    publish(out, lambda temp: write_checkpoint(merge_plan, temp, quiet), replace=True)
+    publish(out, lambda temp: write_checkpoint(merge_plan, temp, quiet, device), replace=True)
     console.print(f"merged: {out} (recipe hash {merge_plan.recipe_hash})")
 
 

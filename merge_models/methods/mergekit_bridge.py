@@ -55,12 +55,16 @@ class MergekitMethod:
     """A mergekit method run on whole tensors (mergekit's methods may need the whole tensor)."""
 
     chunked = False
+    fixed_tiles = False
 
     def __init__(self, name: str, base_policy: str, specs: dict) -> None:
         self.name, self.base_policy, self.specs = name, base_policy, specs
 
     def prepare(self, source, p: TensorParams) -> None:
         return None
+
+    def any_order(self, state: None) -> bool:
+        return False  # one tile: the whole tensor
 
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
                 chunk: int) -> torch.Tensor:

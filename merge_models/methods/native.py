@@ -2,8 +2,10 @@
 
 Inputs are ordered: index 0 is the VLM's language tensor, then the reasoning sources.
 Task vectors are tau_i = theta_i - theta_base. A method first `prepare`s whatever needs the whole
-tensor (magnitude thresholds, norms), then `combine`s chunk by chunk; chunks of one tensor are
-combined in order with a fresh state.
+tensor (magnitude thresholds, norms) in streaming passes, then `combine`s tile by tile; tiles of
+one tensor are combined in order with a fresh state. Tiles live on the merge device; the same
+operations run on the CPU and on an accelerator, element by element in the same order, so both
+give the same bits.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ from typing import Any, Iterator, Mapping, Protocol
 
 import torch
 
-from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, rank_cut, topk_start
+from merge_models.methods.selection import select_magnitudes
+from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, topk_start
+from merge_models.runtime import scratch
 
 Chunks = Iterator[tuple[int, int, list[torch.Tensor], "torch.Tensor | None"]]
 
@@ -38,17 +42,31 @@ class TensorParams:
 
 
 class ChunkSource(Protocol):
-    """Float32 chunks of a tensor's inputs: (chunk index, start element, inputs, base)."""
+    """Float32 tiles of a tensor's inputs: (tile index, start element, inputs, base), and samples.
+
+    `prepare` passes ask with hold=True: another pass follows, so the tiles may be kept in memory.
+    """
 
     numel: int
+    device: torch.device
 
-    def chunks(self) -> Chunks: ...
+    def chunks(self, hold: bool = False) -> Chunks: ...
+
+    def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]: ...
 
 
 class Method(Protocol):
-    """How a merge method runs: whole-tensor preparation, then chunk-wise combination."""
+    """How a merge method runs: whole-tensor preparation, then tile-wise combination.
+
+    chunked: False when combine needs each whole tensor; fixed_tiles: True when tiles must be
+    the format's blocks of CHUNK_ELEMENTS (DARE's masks and l1 sums are per block); any_order:
+    whether, given what `prepare` found, tiles may be combined in any order (or concurrently).
+    """
 
     chunked: bool
+    fixed_tiles: bool
+
+    def any_order(self, state: Any) -> bool: ...
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any: ...
 
@@ -63,13 +81,17 @@ class Linear:
     """
 
     chunked = True
+    fixed_tiles = False
 
     def prepare(self, source: ChunkSource, p: TensorParams) -> None:
         return None
 
+    def any_order(self, state: None) -> bool:
+        return True
+
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: None,
                 chunk: int) -> torch.Tensor:
-        mixed = inputs[0] * p.weights[0]
+        mixed = torch.mul(inputs[0], p.weights[0], out=scratch("mixed", inputs[0]))
         for tensor, weight in zip(inputs[1:], p.weights[1:]):
             mixed.add_(tensor, alpha=weight)
         if p.normalize:
@@ -99,6 +121,10 @@ class TaskVectorMethod:
     elect_signs: bool
     chunked: bool = True
 
+    @property
+    def fixed_tiles(self) -> bool:
+        return self.sparsify == "dare"
+
     def prepare(self, source: ChunkSource, p: TensorParams) -> Any:
         if p.task_vector_dtype is not None:
             source = RoundedSource(source, p.task_vector_dtype)
@@ -108,31 +134,38 @@ class TaskVectorMethod:
             return self._l1_scales(source, p)
         return None
 
+    def any_order(self, state: Any) -> bool:
+        if self.sparsify in ("magnitude", "band"):
+            return all(cut.any_order for cuts in state for cut in cuts if cut is not None)
+        return True
+
     def combine(self, inputs: list[torch.Tensor], base: torch.Tensor | None, p: TensorParams, state: Any,
                 chunk: int) -> torch.Tensor:
-        """Merge one chunk; the input chunks are used as scratch space and overwritten."""
+        """Merge one tile; the input tiles are used as scratch space and overwritten."""
         assert base is not None, "task-vector methods need a base tensor"
         rounding = p.task_vector_dtype
         if rounding is not None:
             for tensor in (*inputs, base):
-                tensor.copy_(tensor.to(rounding))
+                _round(tensor, rounding)
         # Magnitude cuts were ranked on the exact differences (rounding keeps their order), so those
         # methods round after trimming; DARE's masks do not depend on values, so it rounds before rescaling.
         round_after = self.sparsify in ("magnitude", "band")
+        # The weights apply before the vote when it is a weighted sum (mergekit), after it otherwise.
+        weigh_first = not self.elect_signs or p.sign_election == "weighted_sum"
         deltas = inputs
-        for i, delta in enumerate(deltas):
+        for i, (delta, weight) in enumerate(zip(deltas, p.weights)):
             delta.sub_(base)
             if rounding is not None and not round_after:
-                delta.copy_(delta.to(rounding))
+                _round(delta, rounding)
             self._sparsify_row(delta, i, p, state, chunk)
             if rounding is not None and round_after:
-                delta.copy_(delta.to(rounding))
-        if self.elect_signs:
-            mixed = _disjoint_merge(deltas, p)
-        else:
-            for delta, weight in zip(deltas, p.weights):
+                _round(delta, rounding)
+            if weigh_first and weight != 1.0:  # x * 1 == x exactly
                 delta.mul_(weight)
-            mixed = deltas[0].clone()
+        if self.elect_signs:
+            mixed = _disjoint_sum(deltas, p, weighted=weigh_first)
+        else:
+            mixed = deltas[0]
             for delta in deltas[1:]:
                 mixed.add_(delta)
             if p.normalize:
@@ -145,13 +178,13 @@ class TaskVectorMethod:
     def _sparsify_row(self, delta: torch.Tensor, i: int, p: TensorParams, state: Any, chunk: int) -> None:
         if self.sparsify in ("magnitude", "band"):
             lower, upper = state[i]
-            magnitude = delta.abs()
-            keep = lower.mask(magnitude)
+            magnitude = torch.abs(delta, out=scratch("magnitude", delta))
+            keep = lower.keep(magnitude, scratch("keep", delta), chunk)
             if upper is not None:
-                keep &= ~upper.mask(magnitude)
+                keep.sub_(upper.keep(magnitude, scratch("upper", delta), chunk))  # upper's entries are lower's too
             delta.mul_(keep)
         elif self.sparsify == "dare" and p.densities[i] < 1:
-            delta.mul_(dare_keep(delta.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk)))
+            delta.mul_(dare_keep(delta.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk), scratch("keep", delta)))
             if p.rescale == "inverse_density":
                 delta.div_(p.densities[i])
             elif p.rescale == "l1":
@@ -159,79 +192,91 @@ class TaskVectorMethod:
 
     def _magnitude_cuts(self, source: ChunkSource, p: TensorParams) -> list[tuple[RankCut, RankCut | None]]:
         n = source.numel
-        magnitudes = [torch.empty(n) for _ in p.weights]
-        for _, start, inputs, base in source.chunks():
-            for buffer, tensor in zip(magnitudes, inputs):
-                torch.sub(tensor, base, out=buffer[start:start + tensor.numel()]).abs_()
-        cuts = []
-        for buffer, density in zip(magnitudes, p.densities):
+        ranks: list[tuple[int, int | None]] = []
+        for density in p.densities:
             if density >= 1:
-                cuts.append((rank_cut(buffer, 0), None))
+                ranks.append((0, None))
             elif self.sparsify == "magnitude":
-                cuts.append((rank_cut(buffer, topk_start(n, density, p.min_kept)), None))
+                ranks.append((topk_start(n, density, p.min_kept), None))
             else:
                 bottom, top = band_ranks(n, density, p.gamma)
-                cuts.append((rank_cut(buffer, bottom), rank_cut(buffer, top) if top < n else None))
-        return cuts
+                ranks.append((bottom, top if top < n else None))
+        wanted = [[r + 1 for r in pair if r is not None and 0 < r < n] for pair in ranks]  # 1-based
+        found = [dict(zip(ranks_i, values)) for ranks_i, values in zip(wanted, select_magnitudes(source, wanted))]
+        return [(RankCut.at(lower, n, found_i.get(lower + 1)),
+                 RankCut.at(upper, n, found_i.get(upper + 1)) if upper is not None else None)
+                for (lower, upper), found_i in zip(ranks, found)]
 
     def _l1_scales(self, source: ChunkSource, p: TensorParams) -> list[float]:
         before = [0.0] * len(p.weights)
         after = [0.0] * len(p.weights)
-        for chunk, _, inputs, base in source.chunks():
+        for chunk, _, inputs, base in source.chunks(hold=True):
             for i, tensor in enumerate(inputs):
-                magnitude = (tensor - base).abs_()
-                before[i] += float(magnitude.sum())
+                magnitude = torch.sub(tensor, base, out=scratch("magnitude", base)).abs_()
+                before[i] += float(magnitude.cpu().sum())  # summed on the CPU on every device: same bits
                 if p.densities[i] < 1:
-                    magnitude.mul_(dare_keep(magnitude.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk)))
-                after[i] += float(magnitude.sum())
+                    magnitude.mul_(dare_keep(magnitude.shape, p.densities[i], chunk_seed(p.seed, p.name, i, chunk),
+                                             scratch("keep", magnitude)))
+                after[i] += float(magnitude.cpu().sum())
         return [b / a if b >= 1e-7 and a >= 1e-7 else 1.0 for b, a in zip(before, after)]
 
 
-def _disjoint_merge(deltas: list[torch.Tensor], p: TensorParams) -> torch.Tensor:
+def _disjoint_sum(deltas: list[torch.Tensor], p: TensorParams, weighted: bool) -> torch.Tensor:
     """Sum of the weighted task-vector entries that agree with the elected sign, divided per p.disjoint_mean.
 
-    Agreement is judged on the quantities the vote was taken on: the weighted entries for a weighted
-    vote, the unweighted ones otherwise (so under the paper's convention an input of weight 0 still
-    counts towards the number of agreeing inputs, as it does in its code).
+    `deltas` are already weighted when `weighted` (a weighted vote), else weighted here after the
+    vote. Agreement is judged on the quantities the vote was taken on: the weighted entries for a
+    weighted vote, the unweighted ones otherwise (so under the paper's convention an input of
+    weight 0 still counts towards the number of agreeing inputs, as it does in its code).
     """
-    weighted_vote = p.sign_election == "weighted_sum"
-    if weighted_vote:
-        for delta, weight in zip(deltas, p.weights):
-            delta.mul_(weight)
+    agree = scratch("agree", deltas[0])
+    vote = scratch("vote", deltas[0])
     if p.sign_election == "count":
-        vote = deltas[0].sign()
+        torch.sign(deltas[0], out=vote)
         for delta in deltas[1:]:
-            vote.add_(delta.sign())
+            vote.add_(torch.sign(delta, out=agree))
     else:
-        vote = deltas[0].clone()
+        vote.copy_(deltas[0])
         for delta in deltas[1:]:
             vote.add_(delta)
-    positive = vote >= 0
+    sign = torch.ge(vote, 0, out=scratch("sign", vote)).mul_(2).sub_(1)  # +1: elected sign positive (>= 0)
     mixed = vote.zero_()
     mean = p.disjoint_mean or ("weights" if p.normalize else "none")
-    divisor = torch.zeros_like(mixed) if mean != "none" else None
+    divisor = scratch("divisor", mixed).zero_() if mean != "none" else None
     for delta, weight in zip(deltas, p.weights):
-        agree = torch.where(positive, delta > 0, delta < 0)
-        if not weighted_vote:
+        torch.mul(delta, sign, out=agree).gt_(0)  # 1.0 where delta has the elected sign
+        if not weighted and weight != 1.0:
             delta.mul_(weight)
         mixed.add_(delta.mul_(agree))
         if divisor is not None:
             divisor.add_(agree, alpha=weight if mean == "weights" else 1.0)
-    if mean == "weights":
-        mixed.div_(divisor.masked_fill_(divisor == 0, 1.0))
-    elif mean == "count":
-        mixed.div_(divisor.clamp_(min=1.0))
+    if divisor is not None:  # no agreeing input: divide by 1
+        mixed.div_(divisor.add_(torch.eq(divisor, 0, out=agree)))
     return mixed
 
 
+def _round(tensor: torch.Tensor, dtype: torch.dtype) -> None:
+    """Round a float32 tensor's values to `dtype`, in place."""
+    tensor.copy_(tensor.to(dtype))
+
+
 class RoundedSource:
-    """A chunk source whose inputs and base are rounded to `dtype` (kept in float32 buffers)."""
+    """A chunk source whose inputs and base are rounded to `dtype` (kept in float32 buffers).
+
+    Tiles are rounded in place; rounding is idempotent, so tiles held for a later pass stay valid.
+    """
 
     def __init__(self, source: ChunkSource, dtype: torch.dtype) -> None:
-        self.source, self.dtype, self.numel = source, dtype, source.numel
+        self.source, self.dtype, self.numel, self.device = source, dtype, source.numel, source.device
 
-    def chunks(self) -> Chunks:
-        for index, start, inputs, base in self.source.chunks():
+    def chunks(self, hold: bool = False) -> Chunks:
+        for index, start, inputs, base in self.source.chunks(hold):
             for tensor in (*inputs, *([base] if base is not None else [])):
-                tensor.copy_(tensor.to(self.dtype))
+                _round(tensor, self.dtype)
             yield index, start, inputs, base
+
+    def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        inputs, base = self.source.sample(blocks, length)
+        for tensor in (*inputs, *([base] if base is not None else [])):
+            _round(tensor, self.dtype)
+        return inputs, base
