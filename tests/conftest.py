@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from mvlm_tasks.scoring import judge
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -25,9 +26,10 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.fixture(autouse=True)
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own empty merge cache."""
+    """Every test gets its own empty merge cache, and no LLM judge (scoring by the rules alone)."""
     cache = tmp_path / "merge-cache"
     monkeypatch.setenv("MERGED_VLM_CACHE", str(cache))
+    monkeypatch.delenv(judge.URL_ENV, raising=False)
     return cache
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import pytest
 from mvlm_tasks.scoring import (
     Verdict,
-    judge,
     score_dynamath,
     score_mathverse,
     score_mathvision,
@@ -15,12 +14,6 @@ from mvlm_tasks.scoring import (
     score_ocrbench,
 )
 from mvlm_tasks.scoring.datasets import lettered_options
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
-
 
 MATHVISTA_MC = {
     "pid": "1",

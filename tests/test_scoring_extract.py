@@ -3,14 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from mvlm_tasks.scoring import extract_choice, extract_number, judge
+from mvlm_tasks.scoring import extract_choice, extract_number
 
 COLORS = ["red", "green", "blue", "yellow"]
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
 
 
 @pytest.mark.parametrize(

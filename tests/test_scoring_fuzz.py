@@ -9,7 +9,6 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from mvlm_tasks import scoring
-from mvlm_tasks.scoring import judge
 
 MAX_CHARS = 20_000
 TIME_LIMIT_S = 1.0
@@ -132,11 +131,6 @@ DOCS: dict[str, tuple[Callable[[dict, str], scoring.Verdict], dict]] = {
     ),
     "dynamath_text": (scoring.score_dynamath, {"answer_type": "text", "ground_truth": "(0.886, -0.465)"}),
 }
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
 
 
 def timed(fn: Callable[..., object], *args: object) -> object:

@@ -15,7 +15,6 @@ from typing import Any
 
 import pytest
 from mvlm_tasks import scoring
-from mvlm_tasks.scoring import judge
 
 DATASETS = ("mathvista", "mmstar", "ocrbench", "mathvision", "mathverse", "dynamath")
 MIN_AGREEMENT = 0.98
@@ -24,11 +23,6 @@ MIN_AGREEMENT = 0.98
 # DynaMath's and MATH-V's official rules expect their own answer formats and miss others (pinned in
 # test_scoring_official.py), so there the labels and the official verdicts differ by design.
 READS_LIKE_A_PERSON = {"mathvista", "mathverse", "ocrbench", "mc", "number"}
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
 
 
 def load_cases() -> list[dict[str, Any]]:

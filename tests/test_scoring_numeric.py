@@ -5,12 +5,7 @@ from __future__ import annotations
 import time
 
 import pytest
-from mvlm_tasks.scoring import expressions_equivalent, judge, numbers_equal, score_free_form
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
+from mvlm_tasks.scoring import expressions_equivalent, numbers_equal, score_free_form
 
 
 @pytest.mark.parametrize(

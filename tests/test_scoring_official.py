@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from mvlm_tasks.scoring import OFFICIAL, STRICT, judge, score_protocols
+from mvlm_tasks.scoring import OFFICIAL, STRICT, score_protocols
 from mvlm_tasks.scoring.official import (
     dynamath,
     mathverse,
@@ -16,11 +16,6 @@ from mvlm_tasks.scoring.official import (
     mmstar,
     ocrbench,
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
 
 
 def normalize(extraction: str, choices=None, answer_type: str = "text", precision=None) -> str | None:

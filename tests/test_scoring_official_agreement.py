@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from mvlm_tasks.scoring import judge
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "official_agreement.py"
 
@@ -24,11 +23,6 @@ def _agreement_module():
 
 
 agreement = _agreement_module()
-
-
-@pytest.fixture(autouse=True)
-def _no_judge(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(judge.URL_ENV, raising=False)
 
 
 @pytest.fixture(scope="module")

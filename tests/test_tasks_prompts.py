@@ -77,10 +77,10 @@ def test_dynamath_prompt_is_the_official_template():
         "corresponing choice option, \nsuch as 'A', 'B', 'C', or 'D'. If the answer is a numerical value, format "
         "it as a three-digit floating-point number.\n\nExample of expected JSON response format:\n\n"
         '{\n    "solution": "[Detailed step-by-step explanation]",\n    "short answer": "[Concise Answer]"\n}')
-    choice = next(doc for doc in docs_of("mvlm_dynamath") if doc["id"] == "5")
+    choice = _doc("mvlm_dynamath", "id", "5")
     assert prompt_of("mvlm_dynamath", choice) == (
         "## Question\nIs Dark Magenta greater than Rosy Brown? Choices: (A) yes (B) no" + guide)
-    period = next(doc for doc in docs_of("mvlm_dynamath") if doc["id"] == "1")
+    period = _doc("mvlm_dynamath", "id", "1")
     assert prompt_of("mvlm_dynamath", period) == (
         "## Question\nWhat is the period of this function y = a*sin(b*x), where both a and b are integers? Answer "
         "the question with a floating-point number.Please answer in a floating-point number." + guide)
