@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PROBE = {"mvlm_probe_perception": ROOT / "tasks/probe/perception.parquet",
          "mvlm_probe_reasoning": ROOT / "tasks/probe/reasoning.parquet"}
 LM_EVAL_OUTPUT = Path(__file__).resolve().parent / "results_data" / "lm_eval"
-SCRIPTED_LIMIT, MERGED_LIMIT, PROBE_SIZE = 20, 6, 200
+SCRIPTED_LIMIT, MERGED_LIMIT = 20, 6
 DOCTORED_HASH = "d0c7012ed0c7012e"
 
 
