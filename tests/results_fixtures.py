@@ -39,6 +39,7 @@ PROBE = {"mvlm_probe_perception": ROOT / "tasks/probe/perception.parquet",
 LM_EVAL_OUTPUT = Path(__file__).resolve().parent / "results_data" / "lm_eval"
 SCRIPTED_LIMIT, MERGED_LIMIT = 20, 6
 DOCTORED_HASH = "d0c7012ed0c7012e"
+SAMPLE_METRICS = ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category")  # each sample's records
 
 
 def scripted_right(doc_id: int) -> bool:
@@ -77,6 +78,21 @@ def _start(root: Path, name: str, model: str, model_args: str, limit: int | None
     return subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
+def edit_samples(folder: Path, edit: Callable[[str, dict], None],
+                 limit: int | None = None) -> dict[str, list[dict]]:
+    """Rewrite every per-sample log under `folder`: cut to its first `limit` samples, each edited in place by
+    `edit(task, sample)`; returns the samples written, by task."""
+    written = {}
+    for samples_file in folder.rglob("*_samples_*.jsonl"):
+        task = samples_file.stem.split("_samples_", 1)[1]
+        lines = [json.loads(line) for line in samples_file.read_text().splitlines()][:limit]
+        for line in lines:
+            edit(task, line)
+        samples_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+        written[task] = lines
+    return written
+
+
 def doctor(source: Path, target: Path, right: Callable[[str, int], bool] | None, date: str,
            recipe_changes: dict | None = None, recipe_hash: str | None = None, model_args: str | None = None,
            limit: int | None = None) -> Path:
@@ -89,18 +105,17 @@ def doctor(source: Path, target: Path, right: Callable[[str, int], bool] | None,
     data = json.loads(results_file.read_text())
     folder = target / (f"{recipe_changes['name']}-{recipe_hash}" if recipe_changes else "")
     shutil.copytree(results_file.parent, folder)
-    for samples_file in folder.glob("*_samples_*.jsonl"):
-        task = samples_file.stem.split("_samples_", 1)[1]
-        lines = [json.loads(line) for line in samples_file.read_text().splitlines()][:limit]
-        for line in lines:
-            verdict = line["mvlm_acc"]["correct"] if right is None else right(task, line["doc_id"])
-            if verdict != line["mvlm_acc"]["correct"]:
-                line["filtered_resps"] = line["target"] if verdict else "ZEBRA"
-            for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
-                line[metric].update(correct=verdict, extracted=line["filtered_resps"])
-                for protocol in line[metric].get("verdicts", {}).values():  # every protocol's, as scoring logs
-                    protocol.update(correct=verdict, extracted=line["filtered_resps"])
-        samples_file.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    def set_verdict(task: str, line: dict) -> None:
+        verdict = line["mvlm_acc"]["correct"] if right is None else right(task, line["doc_id"])
+        if verdict != line["mvlm_acc"]["correct"]:
+            line["filtered_resps"] = line["target"] if verdict else "ZEBRA"
+        for metric in SAMPLE_METRICS:
+            line[metric].update(correct=verdict, extracted=line["filtered_resps"])
+            for protocol in line[metric].get("verdicts", {}).values():  # every protocol's, as scoring logs
+                protocol.update(correct=verdict, extracted=line["filtered_resps"])
+
+    for task, lines in edit_samples(folder, set_verdict, limit).items():
         records = [line["mvlm_acc"] for line in lines]
         data["results"][task].update({"mvlm_acc,none": metrics.micro_accuracy(records),
                                       "mvlm_micro_acc,none": metrics.micro_accuracy(records),

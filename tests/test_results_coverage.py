@@ -18,10 +18,20 @@ import re
 import shutil
 import stat
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from results_fixtures import DOCTORED_HASH, PROBE, ROOT, SCRIPTED_LIMIT, doctor, outputs
+from results_fixtures import (
+    DOCTORED_HASH,
+    PROBE,
+    ROOT,
+    SAMPLE_METRICS,
+    SCRIPTED_LIMIT,
+    doctor,
+    edit_samples,
+    outputs,
+)
 
 from harness_ext.results import leaderboard
 from harness_ext.results.ingest import read_output
@@ -260,38 +270,37 @@ def test_sweep_scores_per_task_and_split_with_n_and_intervals(outputs):
         assert labels and all("n=6-200" in label for label in labels), labels
 
 
-def _with_strict_verdicts(source: Path, target: Path) -> Path:
-    """A copy of a run whose samples carry verdicts under two protocols: official (the recorded one) and
-    strict (right only on even documents), as scoring logs them."""
+def _copy_with(source: Path, target: Path, edit: Callable[[dict, dict], None]) -> Path:
+    """A copy of a run whose samples' records (every metric's) are edited in place by
+    `edit(sample, record)`."""
     shutil.copytree(source, target)
-    for path in target.rglob("*_samples_*.jsonl"):
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        for line in lines:
-            for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
-                entry = line[metric]
-                official = {k: entry[k] for k in ("correct", "extracted", "rule")}
-                entry["verdicts"] = {"official": official,
-                                     "strict": {**official, "correct": official["correct"] and line["doc_id"] % 2 == 0}}
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+
+    def each_record(_task: str, sample: dict) -> None:
+        for metric in SAMPLE_METRICS:
+            edit(sample, sample[metric])
+
+    edit_samples(target, each_record)
     return target
 
 
-def _without_verdicts(source: Path, target: Path) -> Path:
-    """A copy of a run whose samples carry one verdict each, as records made before two protocols did."""
-    shutil.copytree(source, target)
-    for path in target.rglob("*_samples_*.jsonl"):
-        lines = [json.loads(line) for line in path.read_text().splitlines()]
-        for line in lines:
-            for metric in ("mvlm_acc", "mvlm_micro_acc", "mvlm_macro_acc", "mvlm_by_category"):
-                line[metric].pop("verdicts", None)
-        path.write_text("".join(json.dumps(line) + "\n" for line in lines))
-    return target
+def _strict_verdicts(sample: dict, record: dict) -> None:
+    """Verdicts under two protocols: official (the recorded one) and strict (right only on even documents),
+    as scoring logs them."""
+    official = {k: record[k] for k in ("correct", "extracted", "rule")}
+    strict = {**official, "correct": official["correct"] and sample["doc_id"] % 2 == 0}
+    record["verdicts"] = {"official": official, "strict": strict}
+
+
+def _no_verdicts(_sample: dict, record: dict) -> None:
+    """One verdict per record, as records made before two protocols did."""
+    record.pop("verdicts", None)
 
 
 def test_scores_under_another_protocol(outputs, tmp_path, run_cli):
     root = tmp_path / "store"
-    strict = _with_strict_verdicts(outputs["scripted"], tmp_path / "strict")
-    Store(root).add(read_output(strict, baseline=True) + read_output(_without_verdicts(outputs["wrong"], tmp_path / "w")))
+    strict = _copy_with(outputs["scripted"], tmp_path / "strict", _strict_verdicts)
+    without = _copy_with(outputs["wrong"], tmp_path / "w", _no_verdicts)
+    Store(root).add(read_output(strict, baseline=True) + read_output(without))
     # scripted: right where doc_id % 3 != 1; strict also needs an even doc_id: 0, 2, 6, 8, 12, 14, 18 (7 of 20)
     code, out, _ = run_cli("leaderboard", "--store", root, "--format", "csv", "--protocol", "strict")
     rows = {r["variant"]: r for r in csv.DictReader(io.StringIO(out))}
