@@ -65,12 +65,17 @@ def base_task(task: str) -> str:
 
 
 def docs_of(task: str) -> datasets.Dataset:
-    """A task's documents, in lmms-eval's order (process_docs applied to the YAML's data files)."""
+    """A task's documents from the shipped fixtures, in lmms-eval's order (process_docs applied to the
+    YAML's data files, with MERGED_VLM_DATA pointing at the fixtures)."""
     config = _config(task)
     path = SUITE / config["dataset_kwargs"]["data_files"]["test"]
     placeholder = datasets.Dataset.from_parquet(str(path))
     process_docs = config.get("process_docs")
-    return process_docs(placeholder) if process_docs else placeholder
+    if not process_docs:
+        return placeholder
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv(DATA_ENV, str(FIXTURE_DIR))
+        return process_docs(placeholder)
 
 
 def prompt_of(task: str, doc: dict) -> str:
@@ -126,11 +131,6 @@ def response_with(task: str, answer: str) -> str:
     if task == "mvlm_ocrbench":
         return answer
     return f"Looking at the image step by step.\nSo the final answer is \\boxed{{{answer}}}."
-
-
-@pytest.fixture(autouse=True)
-def fixture_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DATA_ENV, str(FIXTURE_DIR))
 
 
 def _records(task: str, right: Callable[[int, dict], bool]) -> list[dict[str, dict]]:

@@ -88,16 +88,14 @@ def _start(root: Path, name: str, model: str, model_args: str, tasks: str, data:
 def _write_scripted_logs(folder: Path) -> None:
     """from_log input: per task, the responses to its first LIMIT documents."""
     folder.mkdir()
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(DATA_ENV, str(FIXTURE_DIR))
-        for task in ALL_TASKS:
-            docs, logs = docs_of(task), []
-            for doc_id, doc in enumerate(docs.select(range(min(LIMIT, len(docs))))):
-                answer = right_answer(task, doc) if scripted_right(doc_id) else wrong_answer(task, doc)
-                logs.append({"doc_id": doc_id, "resps": [[response_with(task, answer)]]})
-            payload = {"args": {"model": "scripted", "model_args": "", "limit": None},
-                       "model_configs": {"task": task}, "time": "0101_0000", "logs": logs}
-            (folder / f"{task}.json").write_text(json.dumps(payload))
+    for task in ALL_TASKS:
+        docs, logs = docs_of(task), []
+        for doc_id, doc in enumerate(docs.select(range(min(LIMIT, len(docs))))):
+            answer = right_answer(task, doc) if scripted_right(doc_id) else wrong_answer(task, doc)
+            logs.append({"doc_id": doc_id, "resps": [[response_with(task, answer)]]})
+        payload = {"args": {"model": "scripted", "model_args": "", "limit": None},
+                   "model_configs": {"task": task}, "time": "0101_0000", "logs": logs}
+        (folder / f"{task}.json").write_text(json.dumps(payload))
 
 
 @pytest.fixture(scope="session")
@@ -169,12 +167,10 @@ def _check_scores_follow_the_samples(run: Run) -> dict[str, float]:
 
 def _logged_prompts_match_the_hooks(run: Run) -> None:
     """lmms-eval built each document's prompt with the task's own prompt style."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv(DATA_ENV, str(FIXTURE_DIR))
-        for task in ("mvlm_mathvista_general", "mvlm_mathvista_general_cot", "mvlm_dynamath", "mvlm_ocrbench"):
-            sample = run.samples[task][0]
-            doc = docs_of(task)[sample["doc_id"]]
-            assert sample["input"] == prompt_of(task, doc), task
+    for task in ("mvlm_mathvista_general", "mvlm_mathvista_general_cot", "mvlm_dynamath", "mvlm_ocrbench"):
+        sample = run.samples[task][0]
+        doc = docs_of(task)[sample["doc_id"]]
+        assert sample["input"] == prompt_of(task, doc), task
 
 
 def test_tiny_model_runs_every_task_and_group(runs: dict[str, Run]):

@@ -6,9 +6,6 @@ OCRBench's evaluation code)."""
 
 from __future__ import annotations
 
-import pytest
-from mvlm_tasks.fixtures import FIXTURE_DIR
-from mvlm_tasks.sources import DATA_ENV
 from test_tasks_hooks import docs_of, prompt_of
 
 # MathVista data/query.json, verbatim
@@ -26,11 +23,6 @@ MATHVISTA_QUERIES = {
 }
 MATHV_INSTRUCTION = ('Please solve the problem and put your answer in one "\\boxed{}". If it is a multiple choice '
                      'question, only one letter is allowed in the "\\boxed{}".\n')
-
-
-@pytest.fixture(autouse=True)
-def fixture_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(DATA_ENV, str(FIXTURE_DIR))
 
 
 def _doc(task: str, key: str, value: str) -> dict:
