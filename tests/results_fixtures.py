@@ -32,6 +32,7 @@ from statistics import fmean
 import pyarrow.parquet as pq
 import pytest
 import yaml
+from tiny_checkpoints import linear_recipe
 
 ROOT = Path(__file__).resolve().parents[1]
 PROBE = {"mvlm_probe_perception": ROOT / "tasks/probe/perception.parquet",
@@ -147,9 +148,7 @@ def outputs(tmp_path_factory: pytest.TempPathFactory, tiny_family) -> dict[str, 
     root = tmp_path_factory.mktemp("results_runs")
     family = tiny_family("qwen2_vl")
     recipe = root / "tinymerge.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "tinymerge", "vlm": {"model": str(family.vlm), "weight": 0.9},
-                                      "sources": [{"model": str(family.reasoning), "weight": 0.1}],
-                                      "method": "linear"}))
+    recipe.write_text(yaml.safe_dump(linear_recipe(family.vlm, family.reasoning, name="tinymerge")))
     processes = {
         "merged": _start(root, "merged", "merged_vlm", f"recipe={recipe},quiet=true", MERGED_LIMIT,
                          "--gen_kwargs", "max_new_tokens=4"),

@@ -9,7 +9,7 @@ import sys
 import time
 from pathlib import Path
 
-from tiny_checkpoints import TinySizes, build_family
+from tiny_checkpoints import TinySizes, build_family, linear_recipe
 
 from merge_models.cache import cached_checkpoint
 from merge_models.plan import build_plan
@@ -18,14 +18,9 @@ from merge_models.recipe import parse_recipe
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _recipe(family, **extra) -> dict:
-    return {"vlm": {"model": str(family.vlm), "weight": 0.9}, "sources": [{"model": str(family.reasoning),
-            "weight": 0.1}], "method": "linear", **extra}
-
-
 def test_second_merge_is_a_cache_hit(tiny_family, monkeypatch):
     family = tiny_family("qwen2_vl")
-    plan = build_plan(parse_recipe(_recipe(family)))
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning)))
     path, hit = cached_checkpoint(plan)
     assert not hit and (path / "model.safetensors").is_file()
 
@@ -35,37 +30,40 @@ def test_second_merge_is_a_cache_hit(tiny_family, monkeypatch):
         raise AssertionError("a cache hit must not merge")
 
     monkeypatch.setattr(cache, "write_checkpoint", no_merging)
-    again, hit = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    again, hit = cached_checkpoint(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning))))
     assert hit and again == path
 
 
 def test_changed_field_changes_hash_but_name_does_not(tiny_family):
     family = tiny_family("qwen2_vl")
-    first = build_plan(parse_recipe(_recipe(family))).recipe_hash
-    assert build_plan(parse_recipe(_recipe(family, name="renamed"))).recipe_hash == first
-    assert build_plan(parse_recipe(_recipe(family, seed=1))).recipe_hash != first
-    assert build_plan(parse_recipe(_recipe(family) | {"vlm": {"model": str(family.vlm), "weight": 0.8},
-                                                       "sources": [{"model": str(family.reasoning),
-                                                                    "weight": 0.2}]})).recipe_hash != first
+    recipe = linear_recipe(family.vlm, family.reasoning)
+    first = build_plan(parse_recipe(recipe)).recipe_hash
+    assert build_plan(parse_recipe(recipe | {"name": "renamed"})).recipe_hash == first
+    assert build_plan(parse_recipe(recipe | {"seed": 1})).recipe_hash != first
+    assert build_plan(parse_recipe(recipe | {"vlm": {"model": str(family.vlm), "weight": 0.8},
+                                             "sources": [{"model": str(family.reasoning),
+                                                          "weight": 0.2}]})).recipe_hash != first
 
 
 def test_a_named_base_is_recorded_even_when_the_method_does_not_use_it(tiny_family):
     """linear ignores `base`, so it leaves the hash alone; the record still says which base was named."""
     family = tiny_family("qwen2_vl")
-    without = build_plan(parse_recipe(_recipe(family)))
-    named = build_plan(parse_recipe(_recipe(family, base=str(family.base))))
+    recipe = linear_recipe(family.vlm, family.reasoning)
+    without = build_plan(parse_recipe(recipe))
+    named = build_plan(parse_recipe(recipe | {"base": str(family.base)}))
     assert named.recipe_hash == without.recipe_hash
     record = named.record()
     assert set(record["inputs"]) == {"vlm", "base", "sources[0]"}
-    assert record["inputs"]["base"] == build_plan(parse_recipe(_recipe(family, base=str(family.base),
-                                                                       method="task_arithmetic"))).base.identity
+    arithmetic = recipe | {"base": str(family.base), "method": "task_arithmetic"}
+    assert record["inputs"]["base"] == build_plan(parse_recipe(arithmetic)).base.identity
     assert all(not ref["model"].startswith("/") for ref in [record["recipe"]["vlm"], record["recipe"]["base"],
                                                             *record["recipe"]["sources"]])
 
 
 def test_merged_checkpoint_card_and_recipe_name_no_absolute_path(tiny_family):
     family = tiny_family("qwen2_vl")
-    path, _ = cached_checkpoint(build_plan(parse_recipe(_recipe(family, base=str(family.base)))))
+    recipe = linear_recipe(family.vlm, family.reasoning, base=str(family.base))
+    path, _ = cached_checkpoint(build_plan(parse_recipe(recipe)))
     for name in ("README.md", "merge_recipe.yaml", "merge_manifest.json"):
         text = (path / name).read_text()
         assert str(family.vlm.parent) not in text and str(Path.home()) not in text, name
@@ -73,10 +71,10 @@ def test_merged_checkpoint_card_and_recipe_name_no_absolute_path(tiny_family):
 
 def test_corrupted_entry_is_detected_and_rebuilt(tiny_family):
     family = tiny_family("qwen2_vl")
-    path, _ = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    path, _ = cached_checkpoint(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning))))
     shard = path / "model.safetensors"
     shard.write_bytes(shard.read_bytes()[:-16])
-    again, hit = cached_checkpoint(build_plan(parse_recipe(_recipe(family))))
+    again, hit = cached_checkpoint(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning))))
     assert not hit and again == path
     assert shard.stat().st_size > 0
 
@@ -88,7 +86,7 @@ def _merge_process(recipe: Path, env: dict, *extra: str) -> subprocess.Popen:
 
 def test_two_processes_merge_once(tiny_family, write_recipe, isolated_cache):
     family = tiny_family("qwen2_vl")
-    recipe = write_recipe(_recipe(family))
+    recipe = write_recipe(linear_recipe(family.vlm, family.reasoning))
     env = dict(os.environ)
     procs = [_merge_process(recipe, env) for _ in range(2)]
     outputs = [p.communicate(timeout=240)[0] for p in procs]

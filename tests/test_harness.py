@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from tiny_checkpoints import FAMILIES
+from tiny_checkpoints import FAMILIES, linear_recipe, vlm_args
 
 from harness_ext.generation import conversation, generate
 from harness_ext.loading import load_merged_vlm
@@ -50,9 +50,7 @@ def world(tmp_path_factory):
     root = tmp_path_factory.mktemp("harness")
     family = build_family("llava", root)
     recipe = root / "tiny-llava.yaml"
-    recipe.write_text(yaml.safe_dump({"name": "tiny-llava", "vlm": {"model": str(family.vlm), "weight": 0.9},
-                                      "sources": [{"model": str(family.reasoning), "weight": 0.1}],
-                                      "method": "linear"}))
+    recipe.write_text(yaml.safe_dump(linear_recipe(family.vlm, family.reasoning, name="tiny-llava")))
     env = dict(os.environ, MERGED_VLM_CACHE=str(root / "cache"), HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1",
                TOKENIZERS_PARALLELISM="false")
     return {"root": root, "recipe": recipe, "env": env, "family": family,
@@ -175,18 +173,14 @@ def test_data_parallel_merges_once(world, tmp_path):
     assert len(_samples(tmp_path / "out")) == int(LIMIT)
 
 
-def _args(recipe: Path, **extra) -> object:
-    return split_model_args({"recipe": str(recipe), "quiet": True, **extra}, VLM_OPTIONS, "merged_vlm")
-
-
 def test_second_load_is_a_cache_hit_without_merge_work(world, monkeypatch):
-    first = load_merged_vlm(_args(world["recipe"]), "cpu")
+    first = load_merged_vlm(vlm_args(world["recipe"]), "cpu")
     assert first.stats["how"] == "merged into the cache"
 
     import merge_models.cache as cache
 
     monkeypatch.setattr(cache, "write_checkpoint", lambda *a, **k: pytest.fail("a cache hit must not merge"))
-    second = load_merged_vlm(_args(world["recipe"]), "cpu")
+    second = load_merged_vlm(vlm_args(world["recipe"]), "cpu")
     assert second.stats == {**second.stats, "how": "cache hit", "merged_tensors": first.stats["merged_tensors"]}
     assert second.record["recipe_hash"] == first.record["recipe_hash"]
     changed = split_model_args({"recipe": str(world["recipe"]), "lambda": 0.5}, VLM_OPTIONS, "merged_vlm")
@@ -205,7 +199,7 @@ def test_every_family_generates_the_same_in_memory_and_from_cache(family_name, t
              conversation([], "Hello there.")]
     answers = []
     for cache in (True, False):
-        loaded = load_merged_vlm(_args(recipe, cache=cache), "cpu")
+        loaded = load_merged_vlm(vlm_args(recipe, cache=cache), "cpu")
         answers.append(generate(loaded.model, loaded.processor, chats, {"max_new_tokens": 6, "until": ["\n\n"]}))
     assert answers[0] == answers[1]
     assert all(answer for answer in answers[0])

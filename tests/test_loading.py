@@ -8,10 +8,11 @@ from collections import defaultdict
 import pytest
 import torch
 from PIL import Image
+from tiny_checkpoints import vlm_args
 
 from harness_ext.generation import conversation, generate
 from harness_ext.loading import Placement, build_merged_causal_lm, load_merged_vlm
-from harness_ext.model_options import VLM_OPTIONS, ModelArgsError, split_model_args
+from harness_ext.model_options import ModelArgsError
 from merge_models import streaming
 from merge_models.checkpoint import Checkpoint
 from merge_models.executor import resolve_merge_device
@@ -32,10 +33,6 @@ def recipe(tiny_family, write_recipe):
                          "method": "task_arithmetic", "exclude": [], "shared_vocab_rows": True})
 
 
-def _args(recipe, **extra):
-    return split_model_args({"recipe": str(recipe), "quiet": True, **extra}, VLM_OPTIONS, "merged_vlm")
-
-
 def test_in_memory_load_reads_each_input_byte_once(recipe, monkeypatch):
     """cache=false: the VLM's own tensors and the merge inputs are read exactly once, all through the
     merge's reader: transformers opens no weight file."""
@@ -50,9 +47,9 @@ def test_in_memory_load_reads_each_input_byte_once(recipe, monkeypatch):
     import transformers.modeling_utils
 
     monkeypatch.setattr(transformers.modeling_utils, "safe_open", lambda *a, **k: pytest.fail("a weight file was opened"))
-    loaded = load_merged_vlm(_args(recipe, cache=False), "cpu")
+    loaded = load_merged_vlm(vlm_args(recipe, cache=False), "cpu")
     assert loaded.stats["how"] == "merged in memory"
-    plan = build_plan(_args(recipe).recipe)
+    plan = build_plan(vlm_args(recipe).recipe)
     expected = {(c.field, name): meta.nbytes for c in plan.checkpoints() for name, meta in c.tensors.items()}
     assert set(reads) == set(expected), "every tensor of every input is read"
     for key, ranges in reads.items():
@@ -63,8 +60,9 @@ def test_in_memory_load_reads_each_input_byte_once(recipe, monkeypatch):
 
 @pytest.mark.parametrize("cache", [True, False])
 def test_device_map_auto_loads_and_generates_token_identically(recipe, cache):
-    default = load_merged_vlm(_args(recipe, cache=cache), "cpu")
-    spread = load_merged_vlm(_args(recipe, cache=cache, device_map="auto", max_memory="{cpu: 8GiB}"), "cpu")
+    default = load_merged_vlm(vlm_args(recipe, cache=cache), "cpu")
+    spread = load_merged_vlm(vlm_args(recipe, cache=cache, device_map="auto", max_memory="{cpu: 8GiB}"),
+                             "cpu")
     assert {p.device.type for p in spread.model.parameters()} == {"cpu"}
     assert generate(spread.model, spread.processor, CHATS, GEN) == generate(default.model, default.processor, CHATS, GEN)
     for (name, a), (_, b) in zip(default.model.state_dict().items(), spread.model.state_dict().items()):
@@ -72,18 +70,18 @@ def test_device_map_auto_loads_and_generates_token_identically(recipe, cache):
 
 
 def test_explicit_device_map_places_modules(recipe):
-    loaded = load_merged_vlm(_args(recipe, cache=False, device_map="{model: cpu, lm_head: cpu}"), "cpu")
+    loaded = load_merged_vlm(vlm_args(recipe, cache=False, device_map="{model: cpu, lm_head: cpu}"), "cpu")
     assert generate(loaded.model, loaded.processor, CHATS[1:], GEN)
 
 
 @pytest.mark.parametrize("name,value", [("device_map", "[cuda:0]"), ("max_memory", "8GiB"), ("device_map", "true")])
 def test_bad_placement_arguments_are_refused(recipe, name, value):
     with pytest.raises(ModelArgsError, match=name):
-        _args(recipe, **{name: value})
+        vlm_args(recipe, **{name: value})
 
 
 def test_merged_lm_with_device_map_auto_matches_the_default(recipe):
-    plan = build_plan(_args(recipe).recipe)
+    plan = build_plan(vlm_args(recipe).recipe)
     cpu = Placement("cpu", None, torch.device("cpu"))
     spread = Placement("auto", {"cpu": "8GiB"}, torch.device("cpu"))
     tokens = torch.tensor([[1, 5, 9, 17, 33]])
@@ -102,8 +100,8 @@ def test_merges_run_on_the_merge_device(recipe, monkeypatch):
         original(self, device)
 
     monkeypatch.setattr(streaming.ChunkBuffers, "__init__", spy)
-    load_merged_vlm(_args(recipe, cache=False, merge_device="cpu"), "cpu")
-    load_merged_vlm(_args(recipe, cache=True), "cpu")
+    load_merged_vlm(vlm_args(recipe, cache=False, merge_device="cpu"), "cpu")
+    load_merged_vlm(vlm_args(recipe, cache=True), "cpu")
     assert devices and set(devices) == {torch.device("cpu")}
 
 

@@ -14,7 +14,7 @@ import torch
 import transformers as T
 from method_sources import InMemorySource
 from safetensors.torch import load_file, save_file
-from tiny_checkpoints import build_pickle_only
+from tiny_checkpoints import build_pickle_only, linear_recipe
 
 from harness_ext.loading import build_merged_causal_lm
 from merge_models import streaming
@@ -24,11 +24,6 @@ from merge_models.language_config import language_config
 from merge_models.methods import selection
 from merge_models.plan import build_plan, plan_totals
 from merge_models.recipe import parse_recipe
-
-
-def _linear(vlm: Path, source: Path, **extra) -> dict:
-    return {"vlm": {"model": str(vlm), "weight": 0.9}, "sources": [{"model": str(source), "weight": 0.1}],
-            "method": "linear", **extra}
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +45,8 @@ def test_pickle_only_source_reads_its_weights_never_training_args(layout, mammot
     source = mammoth[layout]
     assert (source / "training_args.bin").is_file()
     with pytest.raises(CheckpointError, match="allow_pickle"):
-        build_plan(parse_recipe(_linear(family.vlm, source)))
-    plan = build_plan(parse_recipe(_linear(family.vlm, source, allow_pickle=True)))
+        build_plan(parse_recipe(linear_recipe(family.vlm, source)))
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, source, allow_pickle=True)))
     assert {p.name for p in plan.sources[0].pickle_files} == {p.name for p in source.glob("pytorch_model*.bin")}
     merged = merge_state_dict(plan)
     key = "model.text_model.layers.2.mlp.up_proj.weight"
@@ -80,8 +75,8 @@ def test_hub_pickle_only_source_downloads_the_indexed_shards_only(mammoth, tiny_
     family = tiny_family("idefics2")
     downloads: list[list[str]] = []
     monkeypatch.setattr(huggingface_hub, "snapshot_download", _fake_hub(mammoth["sharded"], tmp_path, downloads))
-    recipe = _linear(family.vlm, mammoth["sharded"]) | {"sources": [{"model": "TIGER-Lab/MAmmoTH-7B-Mistral",
-                                                                      "weight": 0.1}]}
+    recipe = linear_recipe(family.vlm, mammoth["sharded"])
+    recipe["sources"] = [{"model": "TIGER-Lab/MAmmoTH-7B-Mistral", "weight": 0.1}]
     with pytest.raises(CheckpointError, match="allow_pickle: true"):
         build_plan(parse_recipe(recipe))
     assert not any(name.endswith(".bin") for names in downloads for name in names), "nothing pickled fetched"
@@ -106,7 +101,7 @@ def test_sizes_a_config_omits_are_compared_at_their_class_defaults(tiny_family, 
     del config["text_config"]["hidden_size"], config["text_config"]["num_hidden_layers"]
     (vlm / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match=r"hidden size 64 does not match the VLM's language model \(4096\)"):
-        build_plan(parse_recipe(_linear(vlm, family.reasoning)))
+        build_plan(parse_recipe(linear_recipe(vlm, family.reasoning)))
 
 
 def test_real_configs_resolve_to_their_published_sizes():
@@ -123,7 +118,7 @@ def test_plan_warns_once_per_input_whose_rope_differs(tiny_family, caplog):
     """The tiny Qwen2-VL trio has the real pair's RoPE bases: VLM 1e6, base 1e6, reasoning LLM 1e4."""
     family = tiny_family("qwen2_vl")
     with caplog.at_level(logging.WARNING, logger="merged_vlm"):
-        plan = build_plan(parse_recipe(_linear(family.vlm, family.reasoning)))
+        plan = build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning)))
     lines = [line for line in plan.warnings if line.startswith("sources[0]")]
     assert len(lines) == 1 and "\n" not in lines[0]
     assert "rope_theta 10000 vs 1e+06" in lines[0] and "max_position_embeddings 4096 vs 32768" in lines[0]
@@ -133,14 +128,14 @@ def test_plan_warns_once_per_input_whose_rope_differs(tiny_family, caplog):
 
 def test_plan_warns_when_vocabularies_differ(tiny_family):
     family = tiny_family("llava_next_llama3")
-    plan = build_plan(parse_recipe(_linear(family.vlm, family.reasoning)))
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning)))
     assert plan.warnings == [line for line in plan.warnings if "vocab_size 384 vs 385" in line] != []
 
 
 def test_merged_lm_is_configured_as_the_vlms_language_model(tiny_family):
     """A merge that changes nothing gives the VLM's own logits on text (RoPE base 1e6, not the LLM's 1e4)."""
     family = tiny_family("qwen2_vl")
-    plan = build_plan(parse_recipe(_linear(family.vlm, family.reasoning, modules=[], dtype="float32")))
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning, modules=[], dtype="float32")))
     model = build_merged_causal_lm(plan)
     assert model.config.rope_parameters["rope_theta"] == 1e6 and model.config.max_position_embeddings == 32768
     vlm = T.AutoModelForImageTextToText.from_pretrained(family.vlm, dtype=torch.float32).eval()
@@ -156,7 +151,8 @@ def test_merged_lm_is_configured_as_the_vlms_language_model(tiny_family):
 def test_rows_pair_by_token_not_by_index(mammoth, tiny_family):
     """Idefics2's <fake_token_around_image> sits at the index MAmmoTH gives [PAD]: that row stays the VLM's."""
     family = tiny_family("idefics2")
-    recipe = _linear(family.vlm, mammoth["sharded"], allow_pickle=True, exclude=[], shared_vocab_rows=True)
+    recipe = linear_recipe(family.vlm, mammoth["sharded"], allow_pickle=True, exclude=[],
+                           shared_vocab_rows=True)
     plan = build_plan(parse_recipe(recipe))
     merged = merge_state_dict(plan)
     vlm_tokens = T.AutoTokenizer.from_pretrained(family.vlm)
@@ -190,15 +186,16 @@ def test_a_reindexed_vocabulary_merges_the_same(tiny_family, tmp_path):
         rows[[i, j]] = rows[[j, i]]
         weights[name] = rows
     save_file(weights, swapped / "model.safetensors", metadata={"format": "pt"})
-    original = merge_state_dict(build_plan(parse_recipe(_linear(family.vlm, family.reasoning, exclude=[]))))
-    reindexed = merge_state_dict(build_plan(parse_recipe(_linear(family.vlm, swapped, exclude=[]))))
+    original = merge_state_dict(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning,
+                                                                      exclude=[]))))
+    reindexed = merge_state_dict(build_plan(parse_recipe(linear_recipe(family.vlm, swapped, exclude=[]))))
     assert all(torch.equal(original[k], reindexed[k]) for k in original)
 
 
 def test_equal_vocabularies_merge_only_shared_tokens(tiny_family):
     """Qwen2-VL and Qwen2-Math have embeddings of one size; the vision-token and padding rows stay the VLM's."""
     family = tiny_family("qwen2_vl")
-    plan = build_plan(parse_recipe(_linear(family.vlm, family.reasoning, exclude=[])))
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning, exclude=[])))
     merged = merge_state_dict(plan)
     vlm = load_file(family.vlm / "model.safetensors")
     llm = load_file(family.reasoning / "model.safetensors")

@@ -7,16 +7,12 @@ import pytest
 import torch
 import yaml
 from safetensors.torch import load_file
+from tiny_checkpoints import linear_recipe
 
 from merge_models.errors import RecipeError
 from merge_models.executor import merge_state_dict
 from merge_models.plan import build_plan
 from merge_models.recipe import load_recipe, parse_recipe
-
-
-def _linear(family, **extra) -> dict:
-    return {"vlm": {"model": str(family.vlm), "weight": 0.9}, "sources": [{"model": str(family.reasoning),
-            "weight": 0.1}], "method": "linear", **extra}
 
 
 def _changed_layers(merged: dict, vlm: dict, module: str = "mlp.up_proj") -> list[int]:
@@ -27,9 +23,11 @@ def _changed_layers(merged: dict, vlm: dict, module: str = "mlp.up_proj") -> lis
 def test_layer_range_and_layer_swap_keep_other_layers_bit_identical(tiny_family):
     family = tiny_family("qwen2_vl")
     vlm = load_file(family.vlm / "model.safetensors")
-    ranged = merge_state_dict(build_plan(parse_recipe(_linear(family, layers=[1, 2]))))
+    layers = linear_recipe(family.vlm, family.reasoning, layers=[1, 2])
+    ranged = merge_state_dict(build_plan(parse_recipe(layers)))
     assert _changed_layers(ranged, vlm) == [1, 2]
-    swap = _linear(family, method="layer_swap", layer_swap={"keep_through": 1, "inner": "linear"})
+    swap = linear_recipe(family.vlm, family.reasoning, method="layer_swap",
+                         layer_swap={"keep_through": 1, "inner": "linear"})
     swapped = merge_state_dict(build_plan(parse_recipe(swap)))
     assert _changed_layers(swapped, vlm) == [2, 3]
     assert not torch.equal(swapped["model.norm.weight"], vlm["model.norm.weight"]), "the final norm merges"
@@ -38,11 +36,12 @@ def test_layer_range_and_layer_swap_keep_other_layers_bit_identical(tiny_family)
 def test_module_filter_and_filter_rules(tiny_family):
     family = tiny_family("qwen2_vl")
     vlm = load_file(family.vlm / "model.safetensors")
-    attention_only = merge_state_dict(build_plan(parse_recipe(_linear(family, modules=["self_attn"]))))
+    attention = linear_recipe(family.vlm, family.reasoning, modules=["self_attn"])
+    attention_only = merge_state_dict(build_plan(parse_recipe(attention)))
     assert _changed_layers(attention_only, vlm, "self_attn.q_proj") == [0, 1, 2, 3]
     assert _changed_layers(attention_only, vlm, "mlp.up_proj") == []
 
-    rules = _linear(family)
+    rules = linear_recipe(family.vlm, family.reasoning)
     rules["sources"][0]["weight"] = [{"filter": "mlp", "value": 0.5}, {"value": 0.1}]
     rules["vlm"]["weight"] = 0.5
     plan = build_plan(parse_recipe(rules))
@@ -53,7 +52,7 @@ def test_module_filter_and_filter_rules(tiny_family):
 
 def test_gradient_interpolates_over_depth(tiny_family):
     family = tiny_family("qwen2_vl")
-    recipe = _linear(family)
+    recipe = linear_recipe(family.vlm, family.reasoning)
     recipe["vlm"]["weight"] = 1.0
     recipe["sources"][0]["weight"] = [0.0, 0.3]
     plan = build_plan(parse_recipe(recipe))
@@ -112,7 +111,7 @@ def test_mergekit_only_method_runs_through_mergekit(tiny_family):
 
 def test_overrides_and_written_recipe_round_trip(tiny_family, tmp_path, write_recipe, run_cli):
     family = tiny_family("qwen2_vl")
-    path = write_recipe(_linear(family))
+    path = write_recipe(linear_recipe(family.vlm, family.reasoning))
     code, out, err = run_cli("merge", path, "--set", "vlm.weight=0.7", "--set", "sources.0.weight=0.3",
                              "--out", tmp_path / "merged", "--quiet")
     assert code == 0, err

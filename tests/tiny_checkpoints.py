@@ -18,6 +18,7 @@ import transformers as T
 from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from harness_ext.model_options import VLM_OPTIONS, ModelArgs, split_model_args
 from tiny_world.build import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
 
 TEXT_CLASSES = {"qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM), "llama": (T.LlamaConfig, T.LlamaForCausalLM),
@@ -286,6 +287,18 @@ def build_family(family: str, out_dir: Path, seed: int = 0, sizes: TinySizes = T
     if layout.flat_config:
         _flatten_config(paths.vlm / "config.json")
     return paths
+
+
+def linear_recipe(vlm: Path, source: Path, **extra: Any) -> dict[str, Any]:
+    """The tests' plain merge: linear, the VLM at weight 0.9 and one source LLM at 0.1; `extra` adds or
+    overrides recipe fields."""
+    return {"vlm": {"model": str(vlm), "weight": 0.9}, "sources": [{"model": str(source), "weight": 0.1}],
+            "method": "linear", **extra}
+
+
+def vlm_args(recipe: Path, **extra: Any) -> ModelArgs:
+    """merged_vlm's model arguments for a recipe file, quiet, with `extra` options or overrides."""
+    return split_model_args({"recipe": str(recipe), "quiet": True, **extra}, VLM_OPTIONS, "merged_vlm")
 
 
 def _rename_tensors(path: Path, renames: tuple[tuple[str, str], ...]) -> None:
