@@ -9,6 +9,7 @@ import pytest
 import torch
 import transformers as T
 from safetensors.torch import load_file, save_file
+from tiny_checkpoints import rename_prefix
 
 from merge_models.executor import merge_state_dict
 from merge_models.output import write_checkpoint
@@ -70,24 +71,19 @@ def test_transformers5_layout_merges_like_the_hub_layout(tiny_family, tmp_path):
     for item in family.vlm.iterdir():
         if item.name != "model.safetensors":
             (renamed / item.name).write_bytes(item.read_bytes())
-    mapping = {"language_model.model.": "model.language_model.", "language_model.lm_head.": "lm_head.",
-               "vision_tower.": "model.vision_tower.", "multi_modal_projector.": "model.multi_modal_projector.",
-               "image_newline": "model.image_newline"}
-
-    def rename(key: str) -> str:
-        for old, new in mapping.items():
-            if key.startswith(old):
-                return new + key[len(old):]
-        return key
-
-    save_file({rename(k): v for k, v in _weights(family.vlm).items()}, renamed / "model.safetensors")
+    renames = (("language_model.model.", "model.language_model."), ("language_model.lm_head.", "lm_head."),
+               ("vision_tower.", "model.vision_tower."),
+               ("multi_modal_projector.", "model.multi_modal_projector."),
+               ("image_newline", "model.image_newline"))
+    weights = {rename_prefix(k, renames): v for k, v in _weights(family.vlm).items()}
+    save_file(weights, renamed / "model.safetensors")
     legacy = merge_state_dict(build_plan(parse_recipe(_recipe(family))))
     recipe = _recipe(family)
     recipe["vlm"]["model"] = str(renamed)
     modern = merge_state_dict(build_plan(parse_recipe(recipe)))
-    assert {rename(k) for k in legacy} == set(modern)
+    assert {rename_prefix(k, renames) for k in legacy} == set(modern)
     for key, value in legacy.items():
-        assert torch.equal(value, modern[rename(key)])
+        assert torch.equal(value, modern[rename_prefix(key, renames)])
 
 
 def test_shared_vocab_rows_merges_only_common_rows(tiny_family):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 import torch
 import transformers as T
@@ -19,7 +19,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from harness_ext.model_options import VLM_OPTIONS, ModelArgs, split_model_args
-from tiny_world.build import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section
+from tiny_world.build import CHAT_TEMPLATE, QWEN_IMAGE, QWEN_TOKENS, mrope_section, padded_vocab
 
 TEXT_CLASSES = {"qwen2": (T.Qwen2Config, T.Qwen2ForCausalLM), "llama": (T.LlamaConfig, T.LlamaForCausalLM),
                 "mistral": (T.MistralConfig, T.MistralForCausalLM)}
@@ -261,7 +261,7 @@ def build_family(family: str, out_dir: Path, seed: int = 0, sizes: TinySizes = T
         "\n", "\\n") + "' }}")
     llm_rows, vlm_rows = len(llm_tokenizer), len(vlm_tokenizer)
     if layout.equal_vocab:  # both padded to one size, as real checkpoints pad to a multiple of 64
-        llm_rows = vlm_rows = -(-max(llm_rows, vlm_rows) // 64) * 64
+        llm_rows = vlm_rows = max(padded_vocab(llm_tokenizer), padded_vocab(vlm_tokenizer))
     base = build_llm(spec.text_type, llm_tokenizer, sizes, seed, llm_rows, **layout.text.get("base", {}))
     reasoning = build_llm(spec.text_type, llm_tokenizer, sizes, seed, llm_rows, **layout.text.get("reasoning", {}))
     reasoning.load_state_dict(base.state_dict())
@@ -301,20 +301,23 @@ def vlm_args(recipe: Path, **extra: Any) -> ModelArgs:
     return split_model_args({"recipe": str(recipe), "quiet": True, **extra}, VLM_OPTIONS, "merged_vlm")
 
 
+def rename_prefix(name: str, renames: Iterable[tuple[str, str]]) -> str:
+    """`name` with the first of its (old prefix, new prefix) pairs that it starts with replaced."""
+    for old, new in renames:
+        if name.startswith(old):
+            return new + name[len(old):]
+    return name
+
+
 def _rename_tensors(path: Path, renames: tuple[tuple[str, str], ...]) -> None:
     """Rewrite a saved checkpoint's tensor names (and its index) with the published prefixes."""
-    def rename(name: str) -> str:
-        for written, published in renames:
-            if name.startswith(written):
-                return published + name[len(written):]
-        return name
-
     for file in sorted(path.glob("*.safetensors")):
-        save_file({rename(k): v for k, v in load_file(file).items()}, file, metadata={"format": "pt"})
+        weights = {rename_prefix(k, renames): v for k, v in load_file(file).items()}
+        save_file(weights, file, metadata={"format": "pt"})
     index = path / "model.safetensors.index.json"
     if index.is_file():
         data = json.loads(index.read_text())
-        data["weight_map"] = {rename(k): v for k, v in data["weight_map"].items()}
+        data["weight_map"] = {rename_prefix(k, renames): v for k, v in data["weight_map"].items()}
         index.write_text(json.dumps(data, indent=2))
 
 
