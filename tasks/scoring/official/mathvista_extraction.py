@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..choice import LETTERS, extract_choice, option_at_start
+from ..choice import LETTERS, extract_choice, other_option_named
 from ..extract import extract_answer_text, extract_list, extract_number, unstated_number
 from ..numeric import parse_number
 from ..text import SENTENCE_END, Span, answer_spans, clean_response, closes_declining, first_clause
@@ -144,10 +144,7 @@ def _label_at(text: str, choices: Sequence[str]) -> str | None:
     letter, letters = (m.group(1) or m.group(2)).upper(), LETTERS[: len(choices)]
     if m.group(1) and letter in letters:
         return letter
-    named = option_at_start(_AFTER_LABEL.sub("", text[m.end() :]), choices, letters)
-    if named and named != letter and parse_number(choices[letters.index(named)]) is None:
-        return named
-    return letter
+    return other_option_named(_AFTER_LABEL.sub("", text[m.end() :]), choices, letters, letter) or letter
 
 
 _CONDITIONAL = re.compile(r"\b(?:if|otherwise|whether)\b", re.IGNORECASE)
