@@ -290,7 +290,8 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
     text = clean_response(response)
     if not text.strip():
         return None, "none"
-    if declines_to_answer(text):
+    all_spans = answer_spans(text)
+    if declines_to_answer(text, all_spans):
         return None, "refusal"
     options = [str(c) for c in choices] if choices else []
     letters = LETTERS[: len(options)] if options else LETTERS[:DEFAULT_LETTER_COUNT]
@@ -299,7 +300,7 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
         for m in _LETTER_IS_CORRECT.finditer(text)
         if m.group(1) in letters
     ]
-    spans = answer_spans(text)[-MAX_SPANS:]
+    spans = all_spans[-MAX_SPANS:]
     for span in reversed(spans):
         letter = _choice_in_segment(span.text, options, letters)
         if letter:
