@@ -61,10 +61,13 @@ class Tally:
         return (self.ours - self.official) / self.total
 
 
-def _rows(name: str) -> Iterator[dict[str, Any]]:
+def _rows(name: str, split: str = "all") -> Iterator[dict[str, Any]]:
+    """The rows of an evidence file; with a split other than "all", only the rows of that split."""
     with gzip.open(EVIDENCE / name, "rt", encoding="utf-8") as lines:
         for line in lines:
-            yield json.loads(line)
+            row = json.loads(line)
+            if split == "all" or row["split"] == split:
+                yield row
 
 
 def models_by_split(benchmark: str) -> dict[str, set[str]]:
@@ -82,23 +85,21 @@ def mathvista_doc(item: dict[str, Any]) -> dict[str, Any]:
 
 def mathvista(split: str, protocol: str = "official") -> tuple[dict[tuple[str, str], Tally], Tally]:
     """MathVista: a Tally per (model, category) and the normalisation-only Tally, for `split`."""
-    from mvlm_tasks.scoring.official.mathvista import normalize_extracted_answer
+    from mvlm_tasks.scoring.official.mathvista import extraction_verdict
     from mvlm_tasks.scoring.protocols import SCORERS
 
     score = SCORERS["mathvista"][protocol]
     items = {item["pid"]: item for item in _rows("mathvista_items.jsonl.gz")}
     tallies: dict[tuple[str, str], Tally] = defaultdict(Tally)
     normalisation = Tally()
-    for row in _rows("mathvista_responses.jsonl.gz"):
-        if split != "all" and row["split"] != split:
-            continue
+    for row in _rows("mathvista_responses.jsonl.gz", split):
         item = items[row["pid"]]
-        verdict = score(mathvista_doc(item), row["response"])
+        doc = mathvista_doc(item)
+        verdict = score(doc, row["response"])
         tallies[(row["model"], item["category"])].add(verdict.correct, row["true_false"])
         if row["extraction"] is not None:
-            prediction = normalize_extracted_answer(row["extraction"], item["choices"], item["question_type"],
-                                                    item["answer_type"], item["precision"])
-            normalisation.add(prediction is not None and prediction == item["answer"], row["true_false"])
+            ours = extraction_verdict(doc, row["extraction"], "published").correct
+            normalisation.add(ours, row["true_false"])
     return dict(tallies), normalisation
 
 
@@ -107,21 +108,19 @@ def mathvista_stale_extractions(split: str) -> dict[str, tuple[int, int]]:
     responses the quick path reads). The quick path (an empty response, an option's exact text, a bare
     number) involves no GPT, so a contradiction means the published extraction was made from another
     response than the one published: no extractor can reproduce those verdicts."""
-    from mvlm_tasks.scoring.official.mathvista import normalize_extracted_answer
+    from mvlm_tasks.scoring.official.mathvista import extraction_verdict
     from mvlm_tasks.scoring.official.mathvista_extraction import quick_extraction
 
     items = {item["pid"]: item for item in _rows("mathvista_items.jsonl.gz")}
     found: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for row in _rows("mathvista_responses.jsonl.gz"):
-        if split != "all" and row["split"] != split:
-            continue
+    for row in _rows("mathvista_responses.jsonl.gz", split):
         item = items[row["pid"]]
         quick = quick_extraction(row["response"], item)
         if quick is None:
             continue
-        args = (item["choices"], item["question_type"], item["answer_type"], item["precision"])
         found[row["model"]][1] += 1
-        found[row["model"]][0] += normalize_extracted_answer(quick, *args) != row["prediction"]
+        prediction = extraction_verdict(mathvista_doc(item), quick, "quick").extracted
+        found[row["model"]][0] += prediction != row["prediction"]
     return {model: (stale, total) for model, (stale, total) in found.items()}
 
 
@@ -132,9 +131,7 @@ def mathvision(split: str, protocol: str = "official") -> dict[str, Tally]:
     score = SCORERS["mathvision"][protocol]
     items = {item["id"]: item for item in _rows("mathvision_items.jsonl.gz")}
     tallies: dict[str, Tally] = defaultdict(Tally)
-    for row in _rows("mathvision_responses.jsonl.gz"):
-        if split != "all" and row["split"] != split:
-            continue
+    for row in _rows("mathvision_responses.jsonl.gz", split):
         tallies[row["model"]].add(score(items[row["id"]], row["response"]).correct, row["correct"])
     return dict(tallies)
 

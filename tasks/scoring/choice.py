@@ -59,6 +59,16 @@ def option_at_start(text: str, options: Sequence[str], letters: str) -> str | No
     return best
 
 
+def other_option_named(rest: str, options: Sequence[str], letters: str, letter: str) -> str | None:
+    """The option `rest` (the text after a label `letter`) starts with, when that is another option
+    than `letter` and not a number: a label followed by another option's words names that option
+    ("A: No" for a yes/no question is No)."""
+    named = option_at_start(rest, options, letters)
+    if named and named != letter and parse_number(options[letters.index(named)]) is None:
+        return named
+    return None
+
+
 def _option_values(options: Sequence[str], letters: str) -> list[tuple[str, float]]:
     return [(letter, n.value) for letter, option in zip(letters, options) if (n := parse_number(option))]
 
@@ -147,8 +157,8 @@ def _leading_choice(text: str, options: Sequence[str], letters: str) -> tuple[st
     if m:
         letter = m.group(1) or m.group(2)
         # "A: No, it is not" / "A) no": a label followed by another option's words names that option
-        named = option_at_start(_LEAD_NOISE.sub("", s[m.end() :].lstrip(").:")), options, letters)
-        if named and named != letter and parse_number(options[letters.index(named)]) is None:
+        named = other_option_named(_LEAD_NOISE.sub("", s[m.end() :].lstrip(").:")), options, letters, letter)
+        if named:
             return named, "option_text"
         if letter in letters:
             return letter, "leading_letter"
@@ -280,7 +290,8 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
     text = clean_response(response)
     if not text.strip():
         return None, "none"
-    if declines_to_answer(text):
+    all_spans = answer_spans(text)
+    if declines_to_answer(text, all_spans):
         return None, "refusal"
     options = [str(c) for c in choices] if choices else []
     letters = LETTERS[: len(options)] if options else LETTERS[:DEFAULT_LETTER_COUNT]
@@ -289,7 +300,7 @@ def extract_choice(response: str, choices: Sequence[str], question: str = "") ->
         for m in _LETTER_IS_CORRECT.finditer(text)
         if m.group(1) in letters
     ]
-    spans = answer_spans(text)[-MAX_SPANS:]
+    spans = all_spans[-MAX_SPANS:]
     for span in reversed(spans):
         letter = _choice_in_segment(span.text, options, letters)
         if letter:

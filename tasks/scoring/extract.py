@@ -94,9 +94,10 @@ def extract_number(response: str) -> tuple[str | None, str]:
     text = clean_response(response)
     if not text.strip():
         return None, "none"
-    if declines_to_answer(text):
+    spans = answer_spans(text)
+    if declines_to_answer(text, spans):
         return None, "refusal"
-    for span in reversed(answer_spans(text)[-MAX_SPANS:]):
+    for span in reversed(spans[-MAX_SPANS:]):
         number = _span_number(span)
         if number is not None:
             return number, span.rule
@@ -140,9 +141,10 @@ def extract_answer_text(response: str) -> tuple[str | None, str]:
     text = clean_response(response)
     if not text.strip():
         return None, "none"
-    if declines_to_answer(text):
+    spans = answer_spans(text)
+    if declines_to_answer(text, spans):
         return None, "refusal"
-    for span in reversed(answer_spans(text)[-MAX_SPANS:]):
+    for span in reversed(spans[-MAX_SPANS:]):
         answer = span.text.strip() if span.rule == "boxed" else first_clause(span.text)
         answer = _LEAD_PUNCT.sub("", answer).strip().rstrip(".").strip()
         if answer:

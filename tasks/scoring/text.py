@@ -102,11 +102,13 @@ def answer_spans(text: str) -> list[Span]:
     return spans
 
 
-def declines_to_answer(text: str) -> bool:
+def declines_to_answer(text: str, spans: list[Span] | None = None) -> bool:
     """True when the response says it cannot answer: in its last stated answer ("the correct option
     is: cannot be determined"), or, stating none, in its last sentence, or in the one before unless
-    the last goes on to answer anyway ("However, ...", "Based on ...")."""
-    spans = answer_spans(text)
+    the last goes on to answer anyway ("However, ...", "Based on ..."). `spans`: answer_spans(text),
+    when the caller has them already."""
+    if spans is None:
+        spans = answer_spans(text)
     if spans:
         last = spans[-1]
         return last.rule != "boxed" and _REFUSAL.search(first_clause(last.text)) is not None

@@ -51,7 +51,7 @@ def doc_to_text(doc: dict[str, Any], lmms_eval_specific_kwargs: dict[str, Any] |
     <imageN> tags (the image comes first), options, and the chain-of-thought instruction."""
     if prompt_style(lmms_eval_specific_kwargs) == COT_PROMPT:
         return _cot_text(doc)
-    options = "".join(f"({chr(65 + i)}) {option}\n" for i, option in enumerate(doc["options"] or []))
+    options = f"{lettered(doc['options'])}\n" if doc["options"] else ""
     return f"{OFFICIAL_INSTRUCTION}\n{doc['question']}\n{options}"
 
 

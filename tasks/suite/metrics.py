@@ -51,9 +51,9 @@ def seed_average_accuracy(records: Sequence[Record], protocol: str | None = None
     return fmean(fmean(hits) for hits in _grouped(records, "seed", protocol).values())
 
 
-def seed_worst_accuracy(records: Sequence[Record], protocol: str | None = None) -> float:
+def seed_worst_accuracy(records: Sequence[Record]) -> float:
     """DynaMath worst-case accuracy: share of seed questions answered correctly in every variant."""
-    return fmean(all(hits) for hits in _grouped(records, "seed", protocol).values())
+    return fmean(all(hits) for hits in _grouped(records, "seed").values())
 
 
 def strict_micro_accuracy(records: Sequence[Record]) -> float:

@@ -57,7 +57,9 @@ def normalize_extracted_answer(extraction: Any, choices: Sequence[str] | None, q
     return None
 
 
-def _verdict(doc: Mapping[str, Any], extraction: str, rule: str) -> Verdict:
+def extraction_verdict(doc: Mapping[str, Any], extraction: Any, rule: str) -> Verdict:
+    """The verdict on an extracted answer: normalised with `doc`'s choices, question and answer types
+    and precision, correct when that prediction equals `doc`'s answer; `rule` is recorded as is."""
     prediction = normalize_extracted_answer(extraction, doc.get("choices"), doc.get("question_type", ""),
                                             doc.get("answer_type", ""), doc.get("precision"))
     return Verdict(prediction, prediction is not None and prediction == doc.get("answer"), rule)
@@ -67,10 +69,10 @@ def score(doc: Mapping[str, Any], response: str) -> Verdict:
     """Official MathVista verdict; `extracted` is the normalised prediction (an option's text for
     multiple choice)."""
     text = "" if response is None else str(response)
-    by_rules = _verdict(doc, *extract_by_rules(doc, text))
+    by_rules = extraction_verdict(doc, *extract_by_rules(doc, text))
 
     def rescore(answer: str) -> Verdict:
-        return _verdict(doc, answer.strip(), "judge")
+        return extraction_verdict(doc, answer.strip(), "judge")
 
     if doc.get("question_type") == "multi_choice":
         instruction = judge.choice_instruction(list(doc.get("choices") or []))

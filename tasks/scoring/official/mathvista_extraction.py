@@ -23,7 +23,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..choice import LETTERS, extract_choice, option_at_start
+from ..choice import LETTERS, extract_choice, other_option_named
 from ..extract import extract_answer_text, extract_list, extract_number, unstated_number
 from ..numeric import parse_number
 from ..text import SENTENCE_END, Span, answer_spans, clean_response, closes_declining, first_clause
@@ -144,10 +144,7 @@ def _label_at(text: str, choices: Sequence[str]) -> str | None:
     letter, letters = (m.group(1) or m.group(2)).upper(), LETTERS[: len(choices)]
     if m.group(1) and letter in letters:
         return letter
-    named = option_at_start(_AFTER_LABEL.sub("", text[m.end() :]), choices, letters)
-    if named and named != letter and parse_number(choices[letters.index(named)]) is None:
-        return named
-    return letter
+    return other_option_named(_AFTER_LABEL.sub("", text[m.end() :]), choices, letters, letter) or letter
 
 
 _CONDITIONAL = re.compile(r"\b(?:if|otherwise|whether)\b", re.IGNORECASE)
@@ -167,20 +164,20 @@ def _last_statement(text: str) -> Span | None:
     return None
 
 
-def _stated_label(text: str, choices: Sequence[str]) -> str | None:
+def _stated_label(text: str, choices: Sequence[str], last: Span | None) -> str | None:
     """The option letter a (cleaned) response states as its answer, copied as written (even a letter
     beyond the options, or one whose number differs from the option it labels): the official
-    extractor returns such a letter unchanged ("(C) Cannot be determined" for a yes/no question: "C")."""
-    last = _last_statement(text)
+    extractor returns such a letter unchanged ("(C) Cannot be determined" for a yes/no question: "C").
+    `last`: the text's _last_statement."""
     if last is None:
         return _label_at(text, choices)
     return _label_at(last.text, choices) if last.rule != "boxed" else None
 
 
-def _only_supposes(text: str) -> bool:
+def _only_supposes(text: str, last: Span | None) -> bool:
     """True when a response closes by declining and any answer it states before is hypothetical
-    ("If ..., the answer is (A) Yes. ... Without the image, we cannot determine the answer.")."""
-    last = _last_statement(text)
+    ("If ..., the answer is (A) Yes. ... Without the image, we cannot determine the answer.");
+    `last`: the text's _last_statement."""
     return last is not None and _hypothetical(text, last) and closes_declining(text)
 
 
@@ -191,9 +188,10 @@ def _choice_extraction(doc: Mapping[str, Any], response: str) -> tuple[str, str]
     that is no option (then the nearest option counts); else a weaker reading, or its last line."""
     choices = [str(c) for c in doc.get("choices") or []]
     text = clean_response(response)
-    if _only_supposes(text):
+    last = _last_statement(text)
+    if _only_supposes(text, last):
         return _no_answer(response), "nearest_refusal"
-    stated = _stated_label(text, choices)
+    stated = _stated_label(text, choices, last)
     if stated is not None:
         return stated, "stated_label"
     letter, rule = extract_choice(response, choices, str(doc.get("question") or ""))
