@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 from merge_models.recipe import load_recipe
+
+if TYPE_CHECKING:
+    from harness_ext.results.record import RunRecord
 
 DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
 
@@ -151,12 +155,11 @@ def _print_drops(result) -> None:
 
 
 def _ingester(commit: bool):
-    """A callback recording each finished variant's lmms-eval output (local store, or committed with commit)."""
-    def ingest(path: Path) -> None:
+    """A callback recording each finished variant's run record (local store, or committed with commit)."""
+    def ingest(record: RunRecord) -> None:
         from harness_ext.cli.track import record_runs
-        from harness_ext.results.ingest import read_output
 
-        record_runs(read_output(path), commit=commit)
+        record_runs([record], commit=commit)
 
     return ingest
 
