@@ -92,6 +92,16 @@ class TaskResult(_Model):
         return self.limited or (self.n is not None and self.n_total is not None and self.n < self.n_total)
 
 
+def set_coverage(result: TaskResult, limit: Any) -> TaskResult:
+    """Fill in what a task's score rests on: its document set (from the samples, when logged) and whether the
+    run's --limit (`limit`) left out some of its documents; returns `result`."""
+    if result.samples is not None:
+        result.doc_set = document_set(s.key for s in result.samples)
+    result.limited = limit is not None and result.n is not None and (
+        result.n_total is None or result.n < result.n_total)
+    return result
+
+
 class Group(_Model):
     """A task group lmms-eval / lm-eval reported, with its members."""
 
@@ -206,10 +216,7 @@ def parse_record(text: str, origin: str) -> RunRecord:
 def _upgraded(record: RunRecord) -> RunRecord:
     """A format-1 record in format 2: document sets from the samples, `limited` from the run's --limit."""
     for result in record.tasks.values():
-        if result.samples is not None:
-            result.doc_set = document_set(s.key for s in result.samples)
-        result.limited = record.harness.limit is not None and result.n is not None and (
-            result.n_total is None or result.n < result.n_total)
+        set_coverage(result, record.harness.limit)
     record.format = FORMAT
     return record
 
