@@ -39,6 +39,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
     if quiet:
         be_quiet()
     from harness_ext.plots import plot_sweep
+    from harness_ext.results.record import count_span
     from harness_ext.sweep import parse_grid, run_sweep
 
     names = _tasks(tasks)
@@ -54,7 +55,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
         table.add_column(column, justify="right")
     for kind, name in columns:
         counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
-        n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        n = "?" if not counts else count_span(counts)
         table.add_column(f"{name.removeprefix('mvlm_')}{' (split)' if kind == 'split' else ''}\nn={n}",
                          justify="right")
     for r in results:

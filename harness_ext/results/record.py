@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,11 @@ class _Model(BaseModel):
 def document_set(keys: Iterable[str]) -> str:
     """The identity of a set of documents: a hash of their sorted keys (dataset id, else position)."""
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def count_span(counts: Sequence[int]) -> str:
+    """Sorted document counts (not empty) as text: "200" when the first and last are equal, else "6-20"."""
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
 
 
 class Verdict(BaseModel):
