@@ -3,6 +3,16 @@ or braces belongs to the value (`modules=[q_proj,k_proj]`)."""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Mapping
+from typing import Any
+
+
+def join_arguments(arguments: Mapping[str, Any]) -> str:
+    """`k=v,k=v` from a mapping: strings as they are, other values as JSON (lists and numbers as YAML reads
+    them back)."""
+    return ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in arguments.items())
+
 
 def split_arguments(text: str) -> list[str]:
     """The `k=v` items of an argument string, blank ones left out."""

@@ -10,8 +10,9 @@ hardware of the run.
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+from harness_ext.arguments import join_arguments
 
 _current: dict[str, Any] = {}
 
@@ -41,10 +42,9 @@ def output_folder_name(record: dict[str, Any]) -> str:
 def reproducing_args(record: dict[str, Any]) -> str:
     """The `--model_args` of `--model merged_vlm` that load this merge again: the recipe file and the overrides
     (lists and numbers as YAML reads them back)."""
-    parts = [f"recipe={record.get('recipe_file') or 'recipe.yaml'}"]
-    for key, value in (record.get("overrides") or {}).items():
-        parts.append(f"{key}={value if isinstance(value, str) else json.dumps(value)}")
-    return ",".join(parts)
+    recipe = f"recipe={record.get('recipe_file') or 'recipe.yaml'}"
+    overrides = record.get("overrides")
+    return f"{recipe},{join_arguments(overrides)}" if overrides else recipe
 
 
 def _install() -> None:

@@ -11,6 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from harness_ext.results.record import count_span  # noqa: E402
+
 
 def sweep_figure(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], title: str = "sweep"):
     """The sweep's figure: for each swept numeric key, a panel of every task's score and one of every split's
@@ -45,7 +47,7 @@ def sweep_figure(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], title: st
                     highs = np.array([100 * (s.high - s.score) if s.high is not None else 0.0 for _, s in found])
                     top = max([top, *(ys + highs)])
                     counts = sorted({s.n for _, s in found if s.n is not None})
-                    n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+                    n = "?" if not counts else count_span(counts)
                     axis.errorbar(xs, ys, yerr=[lows, highs], marker="o", capsize=3,
                                   label=f"{name.removeprefix('mvlm_')} (n={n})" + (f", {suffix}" if suffix else ""))
             axis.set_xlabel(key)

@@ -97,8 +97,9 @@ class SweepResult:
 
 
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
-              limit: int | None = None, batch_size: int = 8, on_done: Callable[[Path], None] | None = None,
-              log: Callable[[str], None] = print, overrides: dict[str, Any] | None = None) -> list[SweepResult]:
+              limit: int | None = None, batch_size: int = 8,
+              on_done: Callable[[RunRecord], None] | None = None, log: Callable[[str], None] = print,
+              overrides: dict[str, Any] | None = None) -> list[SweepResult]:
     """Evaluate every variant not finished yet (the recipe with `overrides`, then the grid's values), hand
     every finished one to `on_done` (which must be idempotent), and return all variants' results in grid
     order."""
@@ -127,9 +128,7 @@ def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[s
             shutil.rmtree(partial, ignore_errors=True)
         else:
             log(f"[{index}/{len(variants)}] {variant.label}: already done ({existing.name})")
-        if on_done:  # idempotent, so a variant finished just before a kill is recorded on resume
-            on_done(existing)
-        results.append(_result(variant, existing))
+        results.append(_result(variant, existing, on_done))
     return results
 
 
@@ -142,11 +141,14 @@ def _record(recipe: Recipe) -> dict[str, Any]:
     return plan.record()
 
 
-def _result(variant: Variant, folder: Path) -> SweepResult:
+def _result(variant: Variant, folder: Path, on_done: Callable[[RunRecord], None] | None) -> SweepResult:
+    """A finished variant's result, its output read once and handed to `on_done` before it is summarized."""
     from harness_ext.results.ingest import read_output
     from harness_ext.results.summary import summarize
 
     record = read_output(sorted(folder.glob("*_results.json"))[-1])[0]
+    if on_done:  # idempotent, so a variant finished just before a kill is recorded on resume
+        on_done(record)
     return SweepResult(variant.overrides, record.variant.id, folder, record, summarize(record))
 
 

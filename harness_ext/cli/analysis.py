@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 from rich.table import Table
 
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
 from merge_models.recipe import load_recipe
+
+if TYPE_CHECKING:
+    from harness_ext.results.record import RunRecord
 
 DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
 
@@ -35,6 +39,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
     if quiet:
         be_quiet()
     from harness_ext.plots import plot_sweep
+    from harness_ext.results.record import count_span
     from harness_ext.sweep import parse_grid, run_sweep
 
     names = _tasks(tasks)
@@ -50,7 +55,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
         table.add_column(column, justify="right")
     for kind, name in columns:
         counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
-        n = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        n = "?" if not counts else count_span(counts)
         table.add_column(f"{name.removeprefix('mvlm_')}{' (split)' if kind == 'split' else ''}\nn={n}",
                          justify="right")
     for r in results:
@@ -151,12 +156,11 @@ def _print_drops(result) -> None:
 
 
 def _ingester(commit: bool):
-    """A callback recording each finished variant's lmms-eval output (local store, or committed with commit)."""
-    def ingest(path: Path) -> None:
+    """A callback recording each finished variant's run record (local store, or committed with commit)."""
+    def ingest(record: RunRecord) -> None:
         from harness_ext.cli.track import record_runs
-        from harness_ext.results.ingest import read_output
 
-        record_runs(read_output(path), commit=commit)
+        record_runs([record], commit=commit)
 
     return ingest
 

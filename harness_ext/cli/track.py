@@ -29,6 +29,8 @@ def open_store(path: Path | None, write: bool = False, commit: bool = False):
 
 def record_runs(records, store: Path | None = None, commit: bool = False) -> None:
     """Add runs to a store and say where each went, with what it rests on (tasks, documents)."""
+    from harness_ext.results.record import count_span
+
     results = open_store(store, write=True, commit=commit)
     for added in results.add(records):
         r = added.record
@@ -36,7 +38,7 @@ def record_runs(records, store: Path | None = None, commit: bool = False) -> Non
         tasks = f"{len(r.tasks)} task{'s' if len(r.tasks) != 1 else ''}"
         partial = [t for t, result in r.tasks.items() if result.partial]
         counts = sorted({result.n for result in r.tasks.values() if result.n is not None})
-        documents = "" if not counts else f", n {counts[0]}" if len(counts) == 1 else f", n {counts[0]}-{counts[-1]}"
+        documents = "" if not counts else f", n {count_span(counts)}"
         console.print(f"{what}: {added.path} (run {r.run_id}, variant {r.variant.name} {r.variant.id}, {tasks}"
                       f"{documents}{', part of the documents (--limit)' if partial else ''}"
                       f"{', baseline' if r.variant.baseline else ''})", markup=False, highlight=False, soft_wrap=True)

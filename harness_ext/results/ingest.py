@@ -28,7 +28,7 @@ from harness_ext.results.record import (
     Sample,
     TaskResult,
     Verdict,
-    document_set,
+    set_coverage,
 )
 from harness_ext.results.variants import merged_variant, model_variant, parse_model_args
 from merge_models.portable import portable_data
@@ -160,12 +160,11 @@ def _task(files: RunFiles, data: dict[str, Any], name: str, groups: dict[str, li
     else:
         split_scores = {split: score} if split in SPLITS and score is not None else {}
     version = (data.get("versions") or {}).get(name)
-    n, n_total = _int(counts.get("effective")), _int(counts.get("original"))
-    limited = data["config"].get("limit") is not None and n is not None and (n_total is None or n < n_total)
-    return TaskResult(version=None if version is None else str(version), split=split, metric=metric,
-                      aggregation=aggregation, score=score, scores=_scores(reported), split_scores=split_scores,
-                      n=n, n_total=n_total, limited=limited, samples=samples,
-                      doc_set=None if samples is None else document_set(s.key for s in samples))
+    result = TaskResult(version=None if version is None else str(version), split=split, metric=metric,
+                        aggregation=aggregation, score=score, scores=_scores(reported),
+                        split_scores=split_scores, n=_int(counts.get("effective")),
+                        n_total=_int(counts.get("original")), samples=samples)
+    return set_coverage(result, data["config"].get("limit"))
 
 
 def _primary(name: str, reported: dict[str, Any], config: dict[str, Any], path: Path) -> tuple[str, str]:

@@ -28,7 +28,7 @@ from rich.table import Table
 from rich.text import Text
 
 from harness_ext.results.errors import ResultsError
-from harness_ext.results.record import DEFAULT_PROTOCOL, SPLITS
+from harness_ext.results.record import DEFAULT_PROTOCOL, SPLITS, count_span
 from harness_ext.results.selection import find
 from harness_ext.results.store import Store
 
@@ -267,14 +267,10 @@ def documents(entry: Entry, tasks: list[str]) -> str:
     covered = [entry.coverage[t] for t in tasks if t in entry.coverage and entry.coverage[t].n is not None]
     if not covered:
         return "-"
-
-    def span(values: list[int]) -> str:
-        return str(values[0]) if values[0] == values[-1] else f"{values[0]}-{values[-1]}"
-
-    text = span(sorted(c.n for c in covered))
+    text = count_span(sorted(c.n for c in covered))
     if any(c.partial for c in covered):
         totals = sorted(c.n_total for c in covered if c.n_total is not None)
-        text += (f" of {span(totals)}" if totals else "") + f" {PARTIAL}"
+        text += (f" of {count_span(totals)}" if totals else "") + f" {PARTIAL}"
     return text
 
 

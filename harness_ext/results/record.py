@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
@@ -35,6 +35,11 @@ class _Model(BaseModel):
 def document_set(keys: Iterable[str]) -> str:
     """The identity of a set of documents: a hash of their sorted keys (dataset id, else position)."""
     return hashlib.sha256("\n".join(sorted(keys)).encode()).hexdigest()[:16]
+
+
+def count_span(counts: Sequence[int]) -> str:
+    """Sorted document counts (not empty) as text: "200" when the first and last are equal, else "6-20"."""
+    return str(counts[0]) if counts[0] == counts[-1] else f"{counts[0]}-{counts[-1]}"
 
 
 class Verdict(BaseModel):
@@ -90,6 +95,16 @@ class TaskResult(_Model):
     def partial(self) -> bool:
         """Whether the score rests on part of the task's documents."""
         return self.limited or (self.n is not None and self.n_total is not None and self.n < self.n_total)
+
+
+def set_coverage(result: TaskResult, limit: Any) -> TaskResult:
+    """Fill in what a task's score rests on: its document set (from the samples, when logged) and whether the
+    run's --limit (`limit`) left out some of its documents; returns `result`."""
+    if result.samples is not None:
+        result.doc_set = document_set(s.key for s in result.samples)
+    result.limited = limit is not None and result.n is not None and (
+        result.n_total is None or result.n < result.n_total)
+    return result
 
 
 class Group(_Model):
@@ -206,10 +221,7 @@ def parse_record(text: str, origin: str) -> RunRecord:
 def _upgraded(record: RunRecord) -> RunRecord:
     """A format-1 record in format 2: document sets from the samples, `limited` from the run's --limit."""
     for result in record.tasks.values():
-        if result.samples is not None:
-            result.doc_set = document_set(s.key for s in result.samples)
-        result.limited = record.harness.limit is not None and result.n is not None and (
-            result.n_total is None or result.n < result.n_total)
+        set_coverage(result, record.harness.limit)
     record.format = FORMAT
     return record
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from harness_ext.results import protocols
 from harness_ext.results.errors import ResultsError
 from harness_ext.results.ingest import read_output
-from harness_ext.results.record import DEFAULT_PROTOCOL, RunRecord, TaskResult, Variant
+from harness_ext.results.record import DEFAULT_PROTOCOL, RunRecord, TaskResult, Variant, count_span
 from harness_ext.results.store import Store
 
 
@@ -122,7 +122,7 @@ def _sources(rows: list, tasks: dict[str, TaskResult]) -> str:
     parts = []
     for run, names in by_run.items():
         counts = sorted({tasks[t].n for t in names if tasks[t].n is not None})
-        docs = "?" if not counts else str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+        docs = "?" if not counts else count_span(counts)
         which = "" if len(by_run) == 1 else f", {', '.join(names)}"
         parts.append(f"run {run} ({docs} documents per task{which})")
     return "; ".join(parts)

@@ -17,7 +17,7 @@ import json
 from pathlib import PurePath
 from typing import Any
 
-from harness_ext.arguments import split_arguments
+from harness_ext.arguments import join_arguments, split_arguments
 from harness_ext.results.record import ModelRef, Variant
 
 # Model arguments that do not change what is evaluated.
@@ -51,7 +51,7 @@ def variant_name(recipe: dict[str, Any], overrides: dict[str, Any] | None, recip
     name = recipe.get("name") or f"merge-{recipe_hash[:8]}"
     if not overrides or "name" in overrides:
         return name
-    return f"{name}@" + ",".join(f"{k}={v if isinstance(v, str) else json.dumps(v)}" for k, v in overrides.items())
+    return f"{name}@{join_arguments(overrides)}"
 
 
 def model_variant(model: str, model_args: dict[str, Any], marked_baseline: bool) -> tuple[Variant, list[ModelRef]]:
