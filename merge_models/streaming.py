@@ -50,13 +50,14 @@ class ChunkBuffers:
     input and reading set, page-locked for an accelerator) and float32 buffers on the merge device."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        self.device = torch.device(device)
+        self._output = torch.empty(0, dtype=torch.uint8, device=device)
+        # As tensors name it ("cuda" becomes "cuda:N"), so it compares equal to where tensors made on it live.
+        self.device = self._output.device
         self.accelerated = self.device.type != "cpu"
         self._raw: dict[tuple[int, int], torch.Tensor] = {}
         self._staged: dict[int, torch.Tensor] = {}
         self._f32: dict[int, torch.Tensor] = {}
         self._held: dict[int, torch.Tensor] = {}
-        self._output = torch.empty(0, dtype=torch.uint8, device=self.device)
 
     def raw(self, read_set: int, slot: int, nbytes: int) -> torch.Tensor:
         """A host uint8 buffer of `nbytes` for one input of one reading set."""
