@@ -116,10 +116,11 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
 
 class PlannedTensor:
     """One tensor of the merged checkpoint, produced when transformers' loader materialises it
-    (`tensor[...]`): merged tile by tile on the merge device, or read from the VLM as it is."""
+    (`tensor[...]`): merged tile by tile on the merge device (in `buffers`, which the tensors of one
+    load share), or read from the VLM as it is."""
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, device: torch.device) -> None:
-        self.plan, self.entry, self.device = plan, entry, device
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers) -> None:
+        self.plan, self.entry, self.buffers = plan, entry, buffers
 
     # transformers materialises tensors on several threads; merges take turns (each one keeps the
     # cores busy itself), reads of tensors the merge leaves alone go on meanwhile.
@@ -129,7 +130,7 @@ class PlannedTensor:
         assert index is Ellipsis, "the loader takes planned tensors whole"
         if self.entry.action == "merge":
             with self.merging:
-                return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
+                return merge_tensor(self.plan, self.entry, self.buffers, self.buffers.device)
         return unchanged_tensor(self.plan, self.entry)
 
 
@@ -155,10 +156,11 @@ def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTen
 
 def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:
     """Every tensor of the merged VLM (or, with `canonical`, of its language model under causal-LM
-    names) as a PlannedTensor, for from_pretrained(state_dict=...)."""
+    names) as a PlannedTensor, for from_pretrained(state_dict=...); merges reuse one set of buffers."""
+    buffers = ChunkBuffers(device)
     if canonical:
-        return {e.canonical: PlannedTensor(plan, e, device) for e in plan.tensors if e.canonical is not None}
-    return {e.name: PlannedTensor(plan, e, device) for e in plan.tensors}
+        return {e.canonical: PlannedTensor(plan, e, buffers) for e in plan.tensors if e.canonical is not None}
+    return {e.name: PlannedTensor(plan, e, buffers) for e in plan.tensors}
 
 
 def merge_record(plan: MergePlan, recipe_file: Path | None, overrides: dict[str, Any] | None = None,
