@@ -19,7 +19,7 @@ from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
 from merge_models.executor import merge_into, merge_tensor, resolve_merge_device, unchanged_tensor
-from merge_models.language_config import MROPE_KEYS, transformers_text_config
+from merge_models.language_config import transformers_text_config, without_mrope
 from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
@@ -261,10 +261,7 @@ def causal_lm_config(plan: MergePlan) -> T.PretrainedConfig:
         model_type = text.model_type
     else:
         model_type = plan.sources[0].config.get("model_type")
-        rope = {k: v for k, v in (values.get("rope_parameters") or {}).items() if k not in MROPE_KEYS}
-        if rope.get("type") == "mrope":
-            rope.pop("type")
-        values["rope_parameters"] = rope or None
+        values["rope_parameters"] = without_mrope(values.get("rope_parameters") or {}) or None
     for key in ("model_type", "architectures", "_name_or_path", "transformers_version"):
         values.pop(key, None)
     config = T.CONFIG_MAPPING[model_type].from_dict(values)
