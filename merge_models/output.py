@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
+from merge_models.checkpoint import dtype_name, is_weight_file, itemsize, read_safetensors_header
 from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
 from merge_models.portable import relative_to_folder
@@ -110,7 +110,7 @@ class HostRing:
 
     def take(self, count: int, dtype: torch.dtype) -> torch.Tensor:
         """The next buffer, as `count` elements of `dtype`."""
-        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        nbytes = count * itemsize(dtype)
         slot = self.turn % len(self.buffers)
         self.turn += 1
         if self.buffers[slot].numel() < nbytes:

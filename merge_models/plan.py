@@ -14,7 +14,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from merge_models.adapters import layer_index
-from merge_models.checkpoint import Checkpoint, dtype_name, open_checkpoint
+from merge_models.checkpoint import Checkpoint, dtype_name, itemsize, open_checkpoint
 from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
@@ -384,7 +384,7 @@ def module_rows(plan: MergePlan) -> list[ModuleRow]:
     rows = []
     for (pattern, action, reason), items in groups.items():
         params = sum(t.numel for t in items)
-        nbytes = sum(t.numel * _itemsize(t.out_dtype) for t in items)
+        nbytes = sum(t.numel * itemsize(t.out_dtype) for t in items)
         rows.append(ModuleRow(pattern, action, reason, len(items), params, nbytes))
     order = {"merge": 0, "keep": 1, "exclude": 2, "vision": 3, "other": 4}
     return sorted(rows, key=lambda r: (order[r.action], r.module))
@@ -402,7 +402,7 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
     return {
         "tensors": dict(counts),
         "merged_params": sum(t.numel for t in plan.merged()),
-        "output_bytes": sum(t.numel * _itemsize(t.out_dtype) for t in plan.tensors),
+        "output_bytes": sum(t.numel * itemsize(t.out_dtype) for t in plan.tensors),
         "input_bytes": read_bytes,
         "peak_working_bytes": working,
         "out_dtype": dtype_name(plan.out_dtype),
@@ -411,7 +411,3 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
         "vocab_rows_paired": {t.canonical: len(t.pairing) for t in plan.merged() if t.pairing is not None},
         "warnings": list(plan.warnings),
     }
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()

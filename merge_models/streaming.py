@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from merge_models.checkpoint import Checkpoint
+from merge_models.checkpoint import Checkpoint, itemsize
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import shared_pool
 from merge_models.vocab import runs
@@ -117,10 +117,6 @@ def working_bytes(plan: MergePlan, device: torch.device | str = "cpu") -> int:
     held = min(largest * streams * 4, HOLD_BYTES) if multi_pass else 0
     gathered = 2 * (1 + len(plan.sources)) * GATHER_LIMIT * 4 if multi_pass else 0  # two ranks per input at most
     return reading + scratch + held + gathered
-
-
-def itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
 
 
 class TensorStream:
