@@ -190,13 +190,10 @@ def write_descriptions(plan: MergePlan, out_dir: Path) -> None:
 def recipe_yaml(plan: MergePlan, folder: Path) -> str:
     """The normalised recipe as YAML, loadable again as a recipe from `folder`: local checkpoints are named
     relative to it (never by an absolute path), with their content identities in the header."""
-    recipe = plan.portable_recipe()
-    refs = {"vlm": recipe["vlm"], "base": recipe["base"], **{f"sources[{i}]": ref
-                                                            for i, ref in enumerate(recipe["sources"])}}
+    recipe = plan.portable_recipe(naming=lambda path: relative_to_folder(path, folder))
     header = f"# merged-vlm recipe, normalised; recipe_hash {plan.recipe_hash}\n"
-    for checkpoint in plan.checkpoints():
-        if checkpoint.hub_identity is None and refs.get(checkpoint.field) is not None:
-            refs[checkpoint.field]["model"] = relative_to_folder(checkpoint.path, folder)
+    for checkpoint in plan.checkpoints():  # each one's field names a recipe entry
+        if checkpoint.hub_identity is None:
             header += f"# {checkpoint.field}: local checkpoint {json.dumps(checkpoint.identity)}\n"
     return header + yaml.safe_dump(recipe, sort_keys=False)
 

@@ -83,8 +83,11 @@ class MergePlan:
         return {"recipe_hash": self.recipe_hash, "recipe": self.portable_recipe(relative_to), "inputs": inputs,
                 "engine_format": ENGINE_FORMAT, "merged_tensor_count": merged, "baseline": merged == 0}
 
-    def portable_recipe(self, relative_to: Path | None = None) -> dict[str, Any]:
-        """The normalised recipe with every local checkpoint named without this machine's absolute path."""
+    def portable_recipe(self, relative_to: Path | None = None,
+                        naming: Callable[[Path], str] | None = None) -> dict[str, Any]:
+        """The normalised recipe with every local checkpoint named without this machine's absolute path:
+        by `naming(path)` (default: portable_name relative to `relative_to`)."""
+        naming = naming or (lambda path: portable_name(path, relative_to))
         recipe = self.recipe.normalized()
         refs = [("vlm", recipe["vlm"]), ("base", recipe["base"])] + [(f"sources[{i}]", ref)
                                                                      for i, ref in enumerate(recipe["sources"])]
@@ -92,7 +95,7 @@ class MergePlan:
         for field, ref in refs:
             checkpoint = checkpoints.get(field)
             if ref is not None and checkpoint is not None and checkpoint.hub_identity is None:
-                ref["model"] = portable_name(checkpoint.path, relative_to)
+                ref["model"] = naming(checkpoint.path)
         return recipe
 
     def checkpoints(self) -> list[Checkpoint]:
