@@ -119,6 +119,14 @@ def working_bytes(plan: MergePlan, device: torch.device | str = "cpu") -> int:
     return reading + scratch + held + gathered
 
 
+def sample_starts(numel: int, blocks: int, length: int) -> tuple[int, list[int]]:
+    """A sample of `blocks` evenly spaced runs of `length` elements from `numel`: the run length (at most
+    `numel`) and the runs' first elements, in order and without repeats."""
+    length = min(length, numel)
+    span = numel - length
+    return length, sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
+
+
 class TensorStream:
     """The inputs of one merged tensor (VLM, sources, base) as float32 tiles on the merge device.
 
@@ -204,9 +212,7 @@ class TensorStream:
 
     def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Float32 inputs and base at `blocks` evenly spaced runs of `length` elements each."""
-        length = min(length, self.numel)
-        span = self.numel - length
-        starts = sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
+        length, starts = sample_starts(self.numel, blocks, length)
         values = []
         for slot, (checkpoint, name) in enumerate(self.sources):
             dtype = checkpoint.tensors[name].dtype
