@@ -19,7 +19,7 @@ from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
 from merge_models.executor import merge_into, merge_tensor, resolve_merge_device, unchanged_tensor
-from merge_models.language_config import MROPE_KEYS, transformers_text_config
+from merge_models.language_config import transformers_text_config, without_mrope
 from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
@@ -116,10 +116,11 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
 
 class PlannedTensor:
     """One tensor of the merged checkpoint, produced when transformers' loader materialises it
-    (`tensor[...]`): merged tile by tile on the merge device, or read from the VLM as it is."""
+    (`tensor[...]`): merged tile by tile on the merge device (in `buffers`, which the tensors of one
+    load share), or read from the VLM as it is."""
 
-    def __init__(self, plan: MergePlan, entry: TensorPlan, device: torch.device) -> None:
-        self.plan, self.entry, self.device = plan, entry, device
+    def __init__(self, plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers) -> None:
+        self.plan, self.entry, self.buffers = plan, entry, buffers
 
     # transformers materialises tensors on several threads; merges take turns (each one keeps the
     # cores busy itself), reads of tensors the merge leaves alone go on meanwhile.
@@ -129,7 +130,7 @@ class PlannedTensor:
         assert index is Ellipsis, "the loader takes planned tensors whole"
         if self.entry.action == "merge":
             with self.merging:
-                return merge_tensor(self.plan, self.entry, ChunkBuffers(self.device), self.device)
+                return merge_tensor(self.plan, self.entry, self.buffers, self.buffers.device)
         return unchanged_tensor(self.plan, self.entry)
 
 
@@ -155,10 +156,11 @@ def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTen
 
 def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:
     """Every tensor of the merged VLM (or, with `canonical`, of its language model under causal-LM
-    names) as a PlannedTensor, for from_pretrained(state_dict=...)."""
+    names) as a PlannedTensor, for from_pretrained(state_dict=...); merges reuse one set of buffers."""
+    buffers = ChunkBuffers(device)
     if canonical:
-        return {e.canonical: PlannedTensor(plan, e, device) for e in plan.tensors if e.canonical is not None}
-    return {e.name: PlannedTensor(plan, e, device) for e in plan.tensors}
+        return {e.canonical: PlannedTensor(plan, e, buffers) for e in plan.tensors if e.canonical is not None}
+    return {e.name: PlannedTensor(plan, e, buffers) for e in plan.tensors}
 
 
 def merge_record(plan: MergePlan, recipe_file: Path | None, overrides: dict[str, Any] | None = None,
@@ -259,10 +261,7 @@ def causal_lm_config(plan: MergePlan) -> T.PretrainedConfig:
         model_type = text.model_type
     else:
         model_type = plan.sources[0].config.get("model_type")
-        rope = {k: v for k, v in (values.get("rope_parameters") or {}).items() if k not in MROPE_KEYS}
-        if rope.get("type") == "mrope":
-            rope.pop("type")
-        values["rope_parameters"] = rope or None
+        values["rope_parameters"] = without_mrope(values.get("rope_parameters") or {}) or None
     for key in ("model_type", "architectures", "_name_or_path", "transformers_version"):
         values.pop(key, None)
     config = T.CONFIG_MAPPING[model_type].from_dict(values)

@@ -109,21 +109,21 @@ class Checkpoint:
         the process holds only the buffers it asks for, not every page it has touched.
         """
         meta = self.tensors[name]
-        itemsize = _itemsize(meta.dtype)
+        size = itemsize(meta.dtype)
         if name in self._memory:
             flat = self._memory[name].reshape(-1).view(torch.uint8)
-            buffer.copy_(flat[start * itemsize:start * itemsize + buffer.numel()])
+            buffer.copy_(flat[start * size:start * size + buffer.numel()])
             return buffer
         if self.pickle_files:
             with self._lock:
-                flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // itemsize]
+                flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // size]
                 buffer.copy_(flat.contiguous().view(torch.uint8))
             return buffer
         with self._lock:
             fd = self._handles.get(meta.file)
             if fd is None:
                 fd = self._handles[meta.file] = os.open(meta.file, os.O_RDONLY)
-        view, position = memoryview(buffer.numpy()), meta.start + start * itemsize
+        view, position = memoryview(buffer.numpy()), meta.start + start * size
         while view.nbytes:
             count = os.preadv(fd, [view], position)
             if count == 0:
@@ -344,7 +344,8 @@ def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:
     return {"source": "local", "files": stats, "header_sha256": digest.hexdigest()}
 
 
-def _itemsize(dtype: torch.dtype) -> int:
+def itemsize(dtype: torch.dtype) -> int:
+    """Bytes per element of `dtype`."""
     return torch.empty((), dtype=dtype).element_size()
 
 

@@ -9,10 +9,11 @@ from typing import Callable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from merge_models.checkpoint import itemsize
 from merge_models.errors import RecipeError
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import merging, shared_pool
-from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, itemsize, tile_elements
+from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, tile_elements
 
 # CPU merges combine this many tiles at once, one per thread.
 CPU_WORKERS = 2

@@ -19,6 +19,14 @@ from huggingface_hub.errors import StrictDataclassError
 MROPE_KEYS = ("mrope_section", "mrope_interleaved")
 
 
+def without_mrope(rope: dict[str, Any]) -> dict[str, Any]:
+    """RoPE settings as they apply to text: a copy without the multimodal keys and `type: mrope`."""
+    out = {k: v for k, v in rope.items() if k not in MROPE_KEYS}
+    if out.get("type") == "mrope":
+        out.pop("type")
+    return out
+
+
 @dataclass(frozen=True)
 class LanguageConfig:
     """What a merge and the text-only model built from it depend on (None: unknown)."""
@@ -56,12 +64,8 @@ def language_config(config: dict[str, Any], text: dict[str, Any]) -> LanguageCon
     """The language settings of a config.json (`text`: its language part, used when transformers lacks the type)."""
     built = transformers_text_config(config)
     values = built.to_dict() if built is not None else dict(text)
-    rope = dict(values.get("rope_parameters") or values.get("rope_scaling") or {})
+    rope = without_mrope(values.get("rope_parameters") or values.get("rope_scaling") or {})
     theta = rope.pop("rope_theta", None) or values.get("rope_theta")
-    if rope.get("type") == "mrope":
-        rope.pop("type")
-    for key in MROPE_KEYS:
-        rope.pop(key, None)
     if rope.get("rope_type", rope.get("type")) == "default":
         rope = {}
     return LanguageConfig(

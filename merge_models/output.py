@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from merge_models.checkpoint import dtype_name, is_weight_file, read_safetensors_header
+from merge_models.checkpoint import dtype_name, is_weight_file, itemsize, read_safetensors_header
 from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
 from merge_models.portable import relative_to_folder
@@ -110,7 +110,7 @@ class HostRing:
 
     def take(self, count: int, dtype: torch.dtype) -> torch.Tensor:
         """The next buffer, as `count` elements of `dtype`."""
-        nbytes = count * torch.empty((), dtype=dtype).element_size()
+        nbytes = count * itemsize(dtype)
         slot = self.turn % len(self.buffers)
         self.turn += 1
         if self.buffers[slot].numel() < nbytes:
@@ -190,13 +190,10 @@ def write_descriptions(plan: MergePlan, out_dir: Path) -> None:
 def recipe_yaml(plan: MergePlan, folder: Path) -> str:
     """The normalised recipe as YAML, loadable again as a recipe from `folder`: local checkpoints are named
     relative to it (never by an absolute path), with their content identities in the header."""
-    recipe = plan.portable_recipe()
-    refs = {"vlm": recipe["vlm"], "base": recipe["base"], **{f"sources[{i}]": ref
-                                                            for i, ref in enumerate(recipe["sources"])}}
+    recipe = plan.portable_recipe(naming=lambda path: relative_to_folder(path, folder))
     header = f"# merged-vlm recipe, normalised; recipe_hash {plan.recipe_hash}\n"
-    for checkpoint in plan.checkpoints():
-        if checkpoint.hub_identity is None and refs.get(checkpoint.field) is not None:
-            refs[checkpoint.field]["model"] = relative_to_folder(checkpoint.path, folder)
+    for checkpoint in plan.checkpoints():  # each one's field names a recipe entry
+        if checkpoint.hub_identity is None:
             header += f"# {checkpoint.field}: local checkpoint {json.dumps(checkpoint.identity)}\n"
     return header + yaml.safe_dump(recipe, sort_keys=False)
 

@@ -14,7 +14,7 @@ from typing import Any, Callable, Literal
 import torch
 
 from merge_models.adapters import layer_index
-from merge_models.checkpoint import Checkpoint, dtype_name, open_checkpoint
+from merge_models.checkpoint import Checkpoint, dtype_name, itemsize, open_checkpoint
 from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
@@ -83,8 +83,11 @@ class MergePlan:
         return {"recipe_hash": self.recipe_hash, "recipe": self.portable_recipe(relative_to), "inputs": inputs,
                 "engine_format": ENGINE_FORMAT, "merged_tensor_count": merged, "baseline": merged == 0}
 
-    def portable_recipe(self, relative_to: Path | None = None) -> dict[str, Any]:
-        """The normalised recipe with every local checkpoint named without this machine's absolute path."""
+    def portable_recipe(self, relative_to: Path | None = None,
+                        naming: Callable[[Path], str] | None = None) -> dict[str, Any]:
+        """The normalised recipe with every local checkpoint named without this machine's absolute path:
+        by `naming(path)` (default: portable_name relative to `relative_to`)."""
+        naming = naming or (lambda path: portable_name(path, relative_to))
         recipe = self.recipe.normalized()
         refs = [("vlm", recipe["vlm"]), ("base", recipe["base"])] + [(f"sources[{i}]", ref)
                                                                      for i, ref in enumerate(recipe["sources"])]
@@ -92,7 +95,7 @@ class MergePlan:
         for field, ref in refs:
             checkpoint = checkpoints.get(field)
             if ref is not None and checkpoint is not None and checkpoint.hub_identity is None:
-                ref["model"] = portable_name(checkpoint.path, relative_to)
+                ref["model"] = naming(checkpoint.path)
         return recipe
 
     def checkpoints(self) -> list[Checkpoint]:
@@ -384,7 +387,7 @@ def module_rows(plan: MergePlan) -> list[ModuleRow]:
     rows = []
     for (pattern, action, reason), items in groups.items():
         params = sum(t.numel for t in items)
-        nbytes = sum(t.numel * _itemsize(t.out_dtype) for t in items)
+        nbytes = sum(t.numel * itemsize(t.out_dtype) for t in items)
         rows.append(ModuleRow(pattern, action, reason, len(items), params, nbytes))
     order = {"merge": 0, "keep": 1, "exclude": 2, "vision": 3, "other": 4}
     return sorted(rows, key=lambda r: (order[r.action], r.module))
@@ -402,7 +405,7 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
     return {
         "tensors": dict(counts),
         "merged_params": sum(t.numel for t in plan.merged()),
-        "output_bytes": sum(t.numel * _itemsize(t.out_dtype) for t in plan.tensors),
+        "output_bytes": sum(t.numel * itemsize(t.out_dtype) for t in plan.tensors),
         "input_bytes": read_bytes,
         "peak_working_bytes": working,
         "out_dtype": dtype_name(plan.out_dtype),
@@ -411,7 +414,3 @@ def plan_totals(plan: MergePlan) -> dict[str, Any]:
         "vocab_rows_paired": {t.canonical: len(t.pairing) for t in plan.merged() if t.pairing is not None},
         "warnings": list(plan.warnings),
     }
-
-
-def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()

@@ -20,12 +20,16 @@ RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DType = Literal["bfloat16", "float16", "float32"]
 SignElection = Literal["weighted_sum", "unweighted_sum", "count"]
 DisjointMean = Literal["weights", "count", "none"]
+# Native methods that work on task vectors (theta - base), as the registry says.
+TASK_VECTOR_METHODS = tuple(name for name, info in NATIVE_METHODS.items() if info.needs_base)
 # Methods that elect signs (TIES' consensus step) and the one that trims by magnitude (top-k).
-SIGN_ELECTING = ("ties", "dare_ties", "breadcrumbs_ties")
-TOPK_TRIMMING = ("ties",)
+SIGN_ELECTING = tuple(name for name, info in NATIVE_METHODS.items()
+                      if getattr(info.impl, "elect_signs", False))
+TOPK_TRIMMING = tuple(name for name, info in NATIVE_METHODS.items()
+                      if getattr(info.impl, "sparsify", None) == "magnitude")
 # Methods that add weighted task vectors (base + lambda * sum_i w_i tau_i, sparsified or not): a negative
 # weight there is task negation. Sign-electing methods take a vote that a negative weight would flip.
-NEGATABLE_METHODS = ("task_arithmetic", "dare_linear", "breadcrumbs")
+NEGATABLE_METHODS = tuple(name for name in TASK_VECTOR_METHODS if name not in SIGN_ELECTING)
 DOCS = "docs/recipes.md"
 
 
@@ -142,7 +146,7 @@ class Recipe(BaseModel):
         """
         method = self.merge_method
         electing = method in SIGN_ELECTING
-        native = method in NATIVE_METHODS and NATIVE_METHODS[method].needs_base
+        native = method in TASK_VECTOR_METHODS
         mean = self.disjoint_mean or ("weights" if self.effective_normalize() else "none")
         return {
             "sign_election": (self.sign_election or "weighted_sum") if electing else None,
@@ -247,7 +251,7 @@ def _check_conventions(recipe: Recipe) -> None:
     needs = {"sign_election": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
              "disjoint_mean": (SIGN_ELECTING, "ties, dare_ties or breadcrumbs_ties"),
              "min_kept": (TOPK_TRIMMING, "ties"),
-             "task_vector_dtype": (tuple(n for n, m in NATIVE_METHODS.items() if m.needs_base),
+             "task_vector_dtype": (TASK_VECTOR_METHODS,
                                    "a native task-vector method (task_arithmetic, ties, dare_*, breadcrumbs*)")}
     for field, (methods, which) in needs.items():
         if getattr(recipe, field) is not None and method not in methods:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-from merge_models.checkpoint import SAFETENSORS_NAMES
+from merge_models.checkpoint import SAFETENSORS_NAMES, itemsize
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:
@@ -38,7 +38,7 @@ class ShardWriter:
             count = 1
             for size in shape:
                 count *= size
-            nbytes = count * torch.empty((), dtype=dtype).element_size()
+            nbytes = count * itemsize(dtype)
             header[name] = {"dtype": SAFETENSORS_NAMES[dtype], "shape": list(shape),
                             "data_offsets": [cursor, cursor + nbytes]}
             self.offsets[name] = (cursor, cursor + nbytes)

@@ -14,7 +14,7 @@ from typing import Iterator
 
 import torch
 
-from merge_models.checkpoint import Checkpoint
+from merge_models.checkpoint import Checkpoint, itemsize
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import shared_pool
 from merge_models.vocab import runs
@@ -50,13 +50,14 @@ class ChunkBuffers:
     input and reading set, page-locked for an accelerator) and float32 buffers on the merge device."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        self.device = torch.device(device)
+        self._output = torch.empty(0, dtype=torch.uint8, device=device)
+        # As tensors name it ("cuda" becomes "cuda:N"), so it compares equal to where tensors made on it live.
+        self.device = self._output.device
         self.accelerated = self.device.type != "cpu"
         self._raw: dict[tuple[int, int], torch.Tensor] = {}
         self._staged: dict[int, torch.Tensor] = {}
         self._f32: dict[int, torch.Tensor] = {}
         self._held: dict[int, torch.Tensor] = {}
-        self._output = torch.empty(0, dtype=torch.uint8, device=self.device)
 
     def raw(self, read_set: int, slot: int, nbytes: int) -> torch.Tensor:
         """A host uint8 buffer of `nbytes` for one input of one reading set."""
@@ -118,8 +119,12 @@ def working_bytes(plan: MergePlan, device: torch.device | str = "cpu") -> int:
     return reading + scratch + held + gathered
 
 
-def itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+def sample_starts(numel: int, blocks: int, length: int) -> tuple[int, list[int]]:
+    """A sample of `blocks` evenly spaced runs of `length` elements from `numel`: the run length (at most
+    `numel`) and the runs' first elements, in order and without repeats."""
+    length = min(length, numel)
+    span = numel - length
+    return length, sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
 
 
 class TensorStream:
@@ -207,9 +212,7 @@ class TensorStream:
 
     def sample(self, blocks: int, length: int) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """Float32 inputs and base at `blocks` evenly spaced runs of `length` elements each."""
-        length = min(length, self.numel)
-        span = self.numel - length
-        starts = sorted({span * k // max(blocks - 1, 1) for k in range(blocks)})
+        length, starts = sample_starts(self.numel, blocks, length)
         values = []
         for slot, (checkpoint, name) in enumerate(self.sources):
             dtype = checkpoint.tensors[name].dtype

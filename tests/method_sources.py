@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from merge_models.streaming import sample_starts
+
 
 class InMemorySource:
     """Tiles of in-memory tensors, as TensorStream yields them from checkpoints (fresh copies each pass)."""
@@ -20,6 +22,6 @@ class InMemorySource:
             yield index, start, [x[start:stop].clone() for x in self.inputs], self.base[start:stop].clone()
 
     def sample(self, blocks: int, length: int):
-        starts = sorted({(self.numel - length) * k // max(blocks - 1, 1) for k in range(blocks)})
+        length, starts = sample_starts(self.numel, blocks, length)
         take = torch.cat([torch.arange(s, s + length) for s in starts])
         return [x[take].clone() for x in self.inputs], self.base[take].clone()
