@@ -92,8 +92,8 @@ class MergePlan:
         refs = [("vlm", recipe["vlm"]), ("base", recipe["base"])] + [(f"sources[{i}]", ref)
                                                                      for i, ref in enumerate(recipe["sources"])]
         checkpoints = {c.field: c for c in self.checkpoints()}
-        for field, ref in refs:
-            checkpoint = checkpoints.get(field)
+        for role, ref in refs:
+            checkpoint = checkpoints.get(role)
             if ref is not None and checkpoint is not None and checkpoint.hub_identity is None:
                 ref["model"] = naming(checkpoint.path)
         return recipe
