@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
@@ -23,6 +23,9 @@ from harness_ext.remerge import InPlaceMerger
 from merge_models.errors import RecipeError
 from merge_models.recipe import Recipe, apply_overrides, parse_recipe
 from merge_models.stats import MODULE_PATTERNS
+
+if TYPE_CHECKING:
+    from harness_ext.scaleout import ScaleOut
 
 MODES = ("base", "zero-delta", "constant")
 
@@ -59,43 +62,136 @@ def baseline_of(recipe: Recipe) -> Recipe:
     return parse_recipe(apply_overrides(recipe.model_dump(mode="json", by_alias=True), {"modules": []}))
 
 
-def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
-                      modules: list[str], mode: str, merger: InPlaceMerger | None = None,
-                      log: Callable[[str], None] = print) -> KnockoutResult:
-    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
+@dataclass(frozen=True)
+class SplitEvaluator:
+    """Accuracy per split of the tasks on a merger's current model (picklable, so Ray workers can run it)."""
+
+    tasks: list[str]
+    limit: int | None = None
+    batch_size: int = 8
+
+    def __call__(self, merger: InPlaceMerger) -> dict[str, float]:
+        from harness_ext.evaluate import evaluate
+        from harness_ext.lmms_model import MergedVLMChat
+
+        model = MergedVLMChat(loaded=merger.loaded, batch_size=self.batch_size, quiet=True)
+        return split_accuracy(evaluate(model, self.tasks, None, self.limit).samples)
+
+
+def _check(recipe: Recipe, mode: str) -> None:
     if mode not in MODES:
         raise RecipeError("--mode", f"unknown knockout mode {mode!r}", f"use {', '.join(MODES)}")
     if mode == "base" or mode == "zero-delta":
         if recipe.base is None:
             raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")
+
+
+def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
+                      modules: list[str], mode: str, merger: InPlaceMerger | None = None,
+                      log: Callable[[str], None] = print) -> KnockoutResult:
+    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
+    _check(recipe, mode)
     merger = merger or InPlaceMerger(recipe)
-    base = merger.shared.open(recipe.base, "base", recipe.allow_pickle) if recipe.base else None
     result = KnockoutResult(modules)
     for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):
         record = merger.apply(variant)
         result.hashes[label] = record["recipe_hash"]
         result.reference[label] = evaluate_splits(merger)
         log(f"{label} intact: {_percent(result.reference[label])}")
-        layers = merger.plan.num_layers
-        drops = {split: np.zeros((layers, len(modules))) for split in result.reference[label]}
-        for layer in range(layers):
-            for column, module in enumerate(modules):
-                names = [c for c in merger.vlm.canonical_map
-                         if c.startswith(f"model.layers.{layer}.") and MODULE_PATTERNS[module] in c]
-                saved = {c: merger.parameter(c).clone() for c in names}
-                with torch.no_grad():
-                    for canonical in names:
-                        merger.parameter(canonical).copy_(_replacement(merger, base, canonical, mode, label))
-                scores = evaluate_splits(merger)
-                with torch.no_grad():
-                    for canonical, value in saved.items():
-                        merger.parameter(canonical).copy_(value)
-                for split, value in scores.items():
-                    drops.setdefault(split, np.zeros((layers, len(modules))))[layer, column] = \
-                        100 * (result.reference[label].get(split, 0.0) - value)
-                log(f"{label} layer {layer} {module}: {_percent(scores)}")
-        result.drops[label] = drops
+        scores = {}
+        for layer in range(merger.plan.num_layers):
+            for module in modules:
+                scores[layer, module] = knock_out(merger, recipe, label, layer, module, mode, evaluate_splits)
+                log(f"{label} layer {layer} {module}: {_percent(scores[layer, module])}")
+        result.drops[label] = _drops(result.reference[label], scores, merger.plan.num_layers, modules)
     merger.restore_vlm()
+    return result
+
+
+def knock_out(merger: InPlaceMerger, recipe: Recipe, label: str, layer: int, module: str, mode: str,
+              evaluate_splits: Callable[[InPlaceMerger], dict[str, float]]) -> dict[str, float]:
+    """Scores with one layer's module group knocked out of the current model, whose weights are put back after."""
+    base = merger.shared.open(recipe.base, "base", recipe.allow_pickle) if recipe.base else None
+    names = [c for c in merger.vlm.canonical_map
+             if c.startswith(f"model.layers.{layer}.") and MODULE_PATTERNS[module] in c]
+    saved = {c: merger.parameter(c).clone() for c in names}
+    with torch.no_grad():
+        for canonical in names:
+            merger.parameter(canonical).copy_(_replacement(merger, base, canonical, mode, label))
+    scores = evaluate_splits(merger)
+    with torch.no_grad():
+        for canonical, value in saved.items():
+            merger.parameter(canonical).copy_(value)
+    return scores
+
+
+def _drops(reference: dict[str, float], scores: dict[tuple[int, str], dict[str, float]], layers: int,
+           modules: list[str]) -> dict[str, np.ndarray]:
+    """Drop in points per split, layer and module group, against the intact model."""
+    drops = {split: np.zeros((layers, len(modules))) for split in reference}
+    for (layer, module), values in scores.items():
+        for split, value in values.items():
+            drops.setdefault(split, np.zeros((layers, len(modules))))[layer, modules.index(module)] = \
+                100 * (reference.get(split, 0.0) - value)
+    return drops
+
+
+@dataclass(frozen=True)
+class KnockoutJob:
+    """On a Ray worker: make the model the intact `label` model (unless it is already), then score it as it is
+    (layer None) or with one layer's module group knocked out."""
+
+    recipe: Recipe
+    label: str
+    recipe_hash: str
+    layer: int | None
+    module: str | None
+    mode: str
+    evaluate_splits: Callable[[InPlaceMerger], dict[str, float]]
+
+    def __call__(self, merger: InPlaceMerger) -> dict[str, float]:
+        if merger.loaded.record.get("recipe_hash") != self.recipe_hash:
+            merger.apply(baseline_of(self.recipe) if self.label == "VLM" else self.recipe)
+        if self.layer is None or self.module is None:
+            return self.evaluate_splits(merger)
+        return knock_out(merger, self.recipe, self.label, self.layer, self.module, self.mode, self.evaluate_splits)
+
+
+def knockout_analysis_scaled(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
+                             modules: list[str], mode: str, scale: ScaleOut, log: Callable[[str], None] = print,
+                             quiet: bool = False) -> KnockoutResult:
+    """`knockout_analysis` with every evaluation (intact models and knockouts) handed to Ray workers."""
+    from harness_ext.scaleout import Job, ScaleOutError, pool, required_paths, run_jobs
+    from merge_models.plan import build_plan
+
+    _check(recipe, mode)
+    result = KnockoutResult(modules)
+    jobs, layers = [], 0
+    for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):
+        plan = build_plan(variant)
+        plan.close()
+        result.hashes[label], layers = plan.recipe_hash, plan.num_layers
+        units = [(None, None), *[(layer, module) for layer in range(layers) for module in modules]]
+        for layer, module in units:
+            name = f"{label} intact" if layer is None else f"{label} layer {layer} {module}"
+            jobs.append(Job(name, name, KnockoutJob(recipe, label, plan.recipe_hash, layer, module, mode,
+                                                    evaluate_splits)))
+    scores: dict[str, dict[str, float]] = {}
+
+    def arrived(job: Job, value: dict[str, float]) -> None:
+        scores[job.key] = value
+        log(f"{job.label}: {_percent(value)}")
+
+    log(f"{len(jobs)} evaluations to run on Ray workers")
+    with pool(scale, recipe, required_paths(recipe), log) as workers:
+        failed = run_jobs(jobs, workers, arrived, log, quiet)
+    if failed:
+        raise ScaleOutError("layers: evaluations failed: " + "; ".join(f"{k} ({v})" for k, v in failed.items()))
+    for label in result.hashes:
+        result.reference[label] = scores[f"{label} intact"]
+        knocked = {(layer, module): scores[f"{label} layer {layer} {module}"]
+                   for layer in range(layers) for module in modules}
+        result.drops[label] = _drops(result.reference[label], knocked, layers, modules)
     return result
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+import tempfile
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -17,10 +18,12 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from merge_models.errors import RecipeError
+from merge_models.errors import MergeError, RecipeError
 from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_recipe_document, resolve_recipe_path
 
 if TYPE_CHECKING:
+    from harness_ext.remerge import InPlaceMerger
+    from harness_ext.scaleout import ScaleOut
     from harness_ext.results.record import RunRecord
     from harness_ext.results.summary import Score
 
@@ -99,37 +102,120 @@ class SweepResult:
 def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str], out: Path,
               limit: int | None = None, batch_size: int = 8,
               on_done: Callable[[RunRecord], None] | None = None, log: Callable[[str], None] = print,
-              overrides: dict[str, Any] | None = None) -> list[SweepResult]:
+              overrides: dict[str, Any] | None = None, scale: ScaleOut | None = None,
+              quiet: bool = False) -> list[SweepResult]:
     """Evaluate every variant not finished yet (the recipe with `overrides`, then the grid's values), hand
     every finished one to `on_done` (which must be idempotent), and return all variants' results in grid
-    order."""
-    from harness_ext.evaluate import evaluate
-    from harness_ext.lmms_model import MergedVLMChat
-    from harness_ext.lmms_results import output_folder_name
-    from harness_ext.remerge import InPlaceMerger
-
+    order. With `scale`, the variants run on Ray workers and each is written as it comes back; variants that
+    failed there raise `SweepFailed` after the rest are done."""
     variants = expand(recipe_file, grid, overrides)
     out.mkdir(parents=True, exist_ok=True)
     _write_state(out, recipe_file, grid, tasks, limit, overrides or {})
+    if scale is not None:
+        return _run_scaled(variants, Path(recipe_file), tasks, out, limit, batch_size, on_done, log, scale, quiet)
+    from harness_ext.lmms_results import output_folder_name
+    from harness_ext.remerge import InPlaceMerger
+
     merger: InPlaceMerger | None = None
     results = []
     for index, variant in enumerate(variants, 1):
-        existing = out / output_folder_name(_record(variant.recipe))
+        record = _record(variant.recipe)
+        existing = out / output_folder_name(record)
         if not existing.is_dir():
             merger = merger or InPlaceMerger(variant.recipe)
-            record = merger.apply(variant.recipe, resolve_recipe_path(recipe_file),
-                                  {**variant.overrides, "name": variant.recipe.name})
-            log(f"[{index}/{len(variants)}] {variant.label}: hash {record['recipe_hash']}, evaluating {tasks}")
             partial = out / f".partial-{record['recipe_hash']}"
             shutil.rmtree(partial, ignore_errors=True)
-            model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
-            evaluation = evaluate(model, tasks, partial, limit)
-            evaluation.folder.rename(existing)
+            folder = _evaluate(merger, variant, recipe_file, tasks, limit, batch_size, partial,
+                               lambda text, i=index: log(f"[{i}/{len(variants)}] {text}"))
+            folder.rename(existing)
             shutil.rmtree(partial, ignore_errors=True)
         else:
             log(f"[{index}/{len(variants)}] {variant.label}: already done ({existing.name})")
         results.append(_result(variant, existing, on_done))
     return results
+
+
+def _evaluate(merger: InPlaceMerger, variant: Variant, recipe_file: str | Path, tasks: list[str],
+              limit: int | None, batch_size: int, output: Path, log: Callable[[str], None]) -> Path:
+    """Make the resident model the variant's merge and evaluate it under `output`; returns lmms-eval's folder."""
+    from harness_ext.evaluate import evaluate
+    from harness_ext.lmms_model import MergedVLMChat
+
+    record = merger.apply(variant.recipe, resolve_recipe_path(recipe_file),
+                          {**variant.overrides, "name": variant.recipe.name})
+    log(f"{variant.label}: hash {record['recipe_hash']}, evaluating {tasks}")
+    model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
+    return evaluate(model, tasks, output, limit).folder
+
+
+@dataclass(frozen=True)
+class VariantJob:
+    """A variant evaluated on a Ray worker's resident model; returns lmms-eval's output files by relative path."""
+
+    variant: Variant
+    recipe_file: Path
+    tasks: list[str]
+    limit: int | None
+    batch_size: int
+
+    def __call__(self, merger: InPlaceMerger) -> dict[str, bytes]:
+        with tempfile.TemporaryDirectory(prefix="mvlm-variant-") as temp:
+            folder = _evaluate(merger, self.variant, self.recipe_file, self.tasks, self.limit, self.batch_size,
+                               Path(temp), lambda _: None)
+            return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class SweepFailed(MergeError):
+    """Some variants failed on their workers; the others finished and are in `results`."""
+
+    exit_code = 1
+
+    def __init__(self, results: list[SweepResult], failed: dict[str, str]) -> None:
+        self.results = results
+        super().__init__("sweep: variants failed: " + "; ".join(f"{k} ({v})" for k, v in failed.items())
+                         + "; run the sweep again to retry them (finished variants are kept)")
+
+
+def _run_scaled(variants: list[Variant], recipe_file: Path, tasks: list[str], out: Path, limit: int | None,
+                batch_size: int, on_done: Callable[[RunRecord], None] | None, log: Callable[[str], None],
+                scale: ScaleOut, quiet: bool) -> list[SweepResult]:
+    """The sweep on Ray workers: each finished variant is written (atomic rename) and recorded as it arrives."""
+    from harness_ext.lmms_results import output_folder_name
+    from harness_ext.results.files import publish_dir
+    from harness_ext.scaleout import Job, pool, required_paths, run_jobs
+
+    folders = {v.label: out / output_folder_name(_record(v.recipe)) for v in variants}
+    results: dict[str, SweepResult] = {}
+    recipe_path = resolve_recipe_path(recipe_file).resolve()  # workers need not share this process's folder
+    jobs = []
+    for variant in variants:
+        if folders[variant.label].is_dir():
+            log(f"{variant.label}: already done ({folders[variant.label].name})")
+            results[variant.label] = _result(variant, folders[variant.label], on_done)
+        else:
+            jobs.append(Job(variant.label, variant.label,
+                            VariantJob(variant, recipe_path, tasks, limit, batch_size)))
+    by_label = {v.label: v for v in variants}
+
+    def arrived(job: Job, files: dict[str, bytes]) -> None:
+        def fill(folder: Path) -> None:
+            for name, data in files.items():
+                (folder / name).parent.mkdir(parents=True, exist_ok=True)
+                (folder / name).write_bytes(data)
+
+        publish_dir(folders[job.key], fill)
+        results[job.key] = _result(by_label[job.key], folders[job.key], on_done)
+        log(f"{job.label}: done ({folders[job.key].name})")
+
+    failed: dict[str, str] = {}
+    if jobs:
+        log(f"{len(jobs)} variants to run on Ray workers")
+        with pool(scale, variants[0].recipe, required_paths(variants[0].recipe, sweep_folder=out), log) as workers:
+            failed = run_jobs(jobs, workers, arrived, log, quiet)
+    ordered = [results[v.label] for v in variants if v.label in results]
+    if failed:
+        raise SweepFailed(ordered, failed)
+    return ordered
 
 
 def _record(recipe: Recipe) -> dict[str, Any]:

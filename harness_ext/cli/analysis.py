@@ -18,6 +18,16 @@ if TYPE_CHECKING:
 DEFAULT_TASKS = "mvlm_probe_perception,mvlm_probe_reasoning"
 
 
+# Scale-out (harness_ext/scaleout.py): without these, everything runs in this process as before.
+WorkersOpt = typer.Option(None, "--workers", min=1, help="Run the variants on N local Ray workers, one "
+                                                         "resident model each.")
+RayOpt = typer.Option(None, "--ray", metavar="ADDRESS", help="Join a Ray cluster instead: auto, or "
+                                                             "ray://host:port (folders must be shared).")
+GpusOpt = typer.Option(None, "--gpus-per-worker", help="GPUs each worker asks Ray for (default 1 where the "
+                                                        "runtime has GPUs, else 0).")
+CpusOpt = typer.Option(None, "--cpus-per-worker", help="CPUs each worker asks Ray for (default 1).")
+
+
 def _tasks(text: str) -> list[str]:
     return [t.strip() for t in text.split(",") if t.strip()]
 
@@ -33,20 +43,35 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
                                                                          "local store, results/local/)."),
           commit: bool = typer.Option(False, "--commit", help="Record in the committed store (results/) "
                                                               "instead."),
+          workers: int | None = WorkersOpt, ray: str | None = RayOpt, gpus_per_worker: float | None = GpusOpt,
+          cpus_per_worker: float | None = CpusOpt,
           set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
-    """Evaluate a grid of recipe variants in one process (re-merged in place), resumably; table and figure per
-    task and per split, with documents (n) and 95% intervals."""
+    """Evaluate a grid of recipe variants in one process (re-merged in place), or on Ray workers (--workers,
+    --ray), resumably; table and figure per task and per split, with documents (n) and 95% intervals."""
     if quiet:
         be_quiet()
-    from harness_ext.plots import plot_sweep
-    from harness_ext.results.record import count_span
-    from harness_ext.sweep import parse_grid, run_sweep
+    from harness_ext.scaleout import scale_out
+    from harness_ext.sweep import SweepFailed, parse_grid, run_sweep
 
     names = _tasks(tasks)
     folder = out or Path("out/sweeps") / Path(recipe).stem
     on_done = _ingester(commit) if ingest else None
-    results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=say(quiet),
-                        overrides=parse_assignments(set_, "--set"))
+    scale = scale_out(workers, ray, gpus_per_worker, cpus_per_worker)
+    try:
+        results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=say(quiet),
+                            overrides=parse_assignments(set_, "--set"), scale=scale, quiet=quiet)
+    except SweepFailed as exc:
+        if exc.results:
+            _sweep_table(recipe, exc.results, folder)
+        raise
+    _sweep_table(recipe, results, folder)
+
+
+def _sweep_table(recipe: str, results, folder: Path) -> None:
+    """The sweep's table (per task and split, with n and intervals) and its figure."""
+    from harness_ext.plots import plot_sweep
+    from harness_ext.results.record import count_span
+
     keys = list(results[0].overrides)
     columns = list(dict.fromkeys((s.kind, s.name) for r in results for s in r.scores))
     table = Table(title=f"sweep of {recipe}: accuracy (%) [95% bootstrap interval], per task and per split",
@@ -86,8 +111,11 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
                                                                           "store (results/local/layers/)."),
            commit: bool = typer.Option(False, "--commit", help="Record them in the committed store (results/) "
                                                                "instead."),
+           workers: int | None = WorkersOpt, ray: str | None = RayOpt, gpus_per_worker: float | None = GpusOpt,
+           cpus_per_worker: float | None = CpusOpt,
            set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
-    """Per-layer task-vector statistics (--stats), or knockouts in the VLM and the merge with heatmaps."""
+    """Per-layer task-vector statistics (--stats), or knockouts in the VLM and the merge with heatmaps (in one
+    process, or spread over Ray workers with --workers or --ray)."""
     if quiet:
         be_quiet()
     modules = _tasks(module)
@@ -96,17 +124,15 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
     if stats:
         _stats(parsed, modules, folder)
         return
-    from harness_ext.evaluate import evaluate
-    from harness_ext.layers import knockout_analysis, split_accuracy, write_outputs
-    from harness_ext.lmms_model import MergedVLMChat
+    from harness_ext.layers import SplitEvaluator, knockout_analysis, knockout_analysis_scaled, write_outputs
+    from harness_ext.scaleout import scale_out
 
-    names = _tasks(tasks)
-
-    def evaluate_splits(merger) -> dict[str, float]:
-        model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
-        return split_accuracy(evaluate(model, names, None, limit).samples)
-
-    result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=say(quiet))
+    evaluate_splits = SplitEvaluator(_tasks(tasks), limit, batch_size)
+    scale = scale_out(workers, ray, gpus_per_worker, cpus_per_worker)
+    if scale is None:
+        result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=say(quiet))
+    else:
+        result = knockout_analysis_scaled(parsed, evaluate_splits, modules, mode, scale, log=say(quiet), quiet=quiet)
     paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
     _print_drops(result)
     if ingest:
