@@ -12,9 +12,10 @@ layer (the VLM falls back to the base LLM, the merge falls back to the VLM: undo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -81,9 +82,8 @@ class SplitEvaluator:
 def _check(recipe: Recipe, mode: str) -> None:
     if mode not in MODES:
         raise RecipeError("--mode", f"unknown knockout mode {mode!r}", f"use {', '.join(MODES)}")
-    if mode == "base" or mode == "zero-delta":
-        if recipe.base is None:
-            raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")
+    if mode in ("base", "zero-delta") and recipe.base is None:
+        raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")
 
 
 def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Self
 
 from merge_models.errors import MergeError
 from merge_models.recipe import Recipe
@@ -26,6 +26,8 @@ if TYPE_CHECKING:
     from harness_ext.remerge import InPlaceMerger
 
 DOCS = "docs/scale-out.md"
+# What workers get of this process's environment: the project's folders and switches, and offline mode.
+FORWARDED = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
 ATTEMPTS = 2  # a job whose worker died is tried once more, on another worker where there is one
 POLL_S = 0.5
 
@@ -77,6 +79,9 @@ def required_paths(recipe: Recipe, **folders: Path) -> dict[str, str]:
     """What every worker must see, by the name a refusal gives it: the named folders and the recipe's local
     checkpoints."""
     paths = {name.replace("_", " "): str(Path(folder).resolve()) for name, folder in folders.items()}
+    data = os.environ.get("MERGED_VLM_DATA", "").strip()
+    if data:
+        paths["data folder ($MERGED_VLM_DATA)"] = str(Path(data).expanduser().resolve())
     refs = [("vlm.model", recipe.vlm), ("base.model", recipe.base),
             *[(f"sources.{i}.model", ref) for i, ref in enumerate(recipe.sources)]]
     for field, ref in refs:
@@ -178,7 +183,9 @@ def start_workers(scale: ScaleOut, recipe: Recipe, paths: dict[str, str],
             raise ScaleOutError(f"--workers: {count} workers x {each:g} {resource} need {count * each:g} {resource}s, "
                                 f"the Ray runtime has {total.get(resource, 0):g}; lower --workers or "
                                 f"--{resource.lower()}s-per-worker")
-    actor = ray.remote(Worker).options(num_cpus=scale.cpus_per_worker, num_gpus=gpus, max_restarts=-1)
+    env = {k: v for k, v in os.environ.items() if k.startswith("MERGED_VLM_") or k in FORWARDED}
+    actor = ray.remote(Worker).options(num_cpus=scale.cpus_per_worker, num_gpus=gpus, max_restarts=-1,
+                                       runtime_env={"env_vars": env})
     workers = [actor.remote(recipe, paths) for _ in range(count)]
     try:
         started = ray.get([w.start.remote() for w in workers])
@@ -279,7 +286,7 @@ class Board:
                                  TimeElapsedColumn(), console=console, transient=True, disable=quiet)
         self.task = self.progress.add_task("", total=total)
 
-    def __enter__(self) -> Board:
+    def __enter__(self) -> Self:
         self.progress.start()
         return self
 

@@ -11,10 +11,11 @@ import itertools
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -23,9 +24,9 @@ from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_reci
 
 if TYPE_CHECKING:
     from harness_ext.remerge import InPlaceMerger
-    from harness_ext.scaleout import ScaleOut
     from harness_ext.results.record import RunRecord
     from harness_ext.results.summary import Score
+    from harness_ext.scaleout import ScaleOut
 
 STATE = "sweep.json"
 

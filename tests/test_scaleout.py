@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Self
 
 import psutil
 import pytest
@@ -19,7 +20,7 @@ from harness_ext.cli.analysis import _ingester
 from harness_ext.layers import SplitEvaluator, knockout_analysis, knockout_analysis_scaled
 from harness_ext.results.record import RunRecord
 from harness_ext.scaleout import ScaleOut, ScaleOutError, pool
-from harness_ext.sweep import SweepResult, run_sweep
+from harness_ext.sweep import SweepFailed, SweepResult, run_sweep
 from merge_models.recipe import parse_recipe
 
 ray = pytest.importorskip("ray")
@@ -68,32 +69,64 @@ def test_sweep_on_two_workers_writes_the_single_process_numbers(tiny_family, wri
     assert len(_variant_folders(tmp_path / "two")) == 4 and len(recorded) == 4
 
 
+class Killer(threading.Thread):
+    """SIGKILLs the first `times` Ray worker processes seen running a job (their title is `ray::Worker.run`):
+    mid-variant by construction."""
+
+    def __init__(self, times: int) -> None:
+        super().__init__(daemon=True)
+        self.times, self.killed, self.stop = times, 0, threading.Event()
+
+    def run(self) -> None:
+        while self.killed < self.times and not self.stop.wait(0.05):
+            for process in psutil.Process().children(recursive=True):
+                try:
+                    if process.cmdline()[:1] == ["ray::Worker.run"]:
+                        process.send_signal(signal.SIGKILL)
+                        self.killed += 1
+                        break
+                except psutil.Error:
+                    continue
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop.set()
+        self.join()
+
+
 def test_a_worker_killed_mid_variant_is_retried_on_the_other_and_recorded_once(tiny_family, write_recipe, tmp_path,
                                                                               ray_runtime):
     recipe = write_recipe(_recipe(tiny_family("qwen2_vl")))
     lines: list[str] = []
-    pids: list[int] = []
-    killed: list[str] = []
-
-    def log(line: str) -> None:
-        """Kill worker 1 half a second into its first variant (a fresh worker spends seconds on each)."""
-        lines.append(line)
-        if "Ray workers, one model each (pids " in line:
-            pids.extend(int(p) for p in line.split("(pids ")[1].rstrip(")").split(", "))
-        if line.endswith(": on worker 1") and not killed:
-            killed.append(line.removesuffix(": on worker 1"))
-            threading.Timer(0.5, os.kill, (pids[0], signal.SIGKILL)).start()
-
     recorded: list[RunRecord] = []
-    results = run_sweep(recipe, {"lambda": [0.3, 0.7]}, [TASK], tmp_path / "sweep", limit=1,
-                        on_done=_recorder(recorded), log=log, scale=ScaleOut(workers=2), quiet=True)
-    victim = killed[0]
-    assert any(line.startswith(f"{victim}: worker 1 died") for line in lines), lines
-    assert f"{victim}: on worker 2" in lines, "the retry runs on the other worker"
+    with Killer(times=1) as killer:
+        results = run_sweep(recipe, {"lambda": [0.3, 0.7]}, [TASK], tmp_path / "sweep", limit=1,
+                            on_done=_recorder(recorded), log=lines.append, scale=ScaleOut(workers=2), quiet=True)
+    assert killer.killed == 1
+    died = [line for line in lines if " died (" in line]
+    assert len(died) == 1, lines
+    victim, worker = died[0].split(": worker ")[0], died[0].split(": worker ")[1].split()[0]
+    other = "1" if worker == "2" else "2"
+    assert lines.index(f"{victim}: on worker {other}") > lines.index(died[0]), "the retry runs on the other worker"
     assert len(results) == 2 and len(_variant_folders(tmp_path / "sweep")) == 2
     assert sorted(r.variant.name for r in recorded) == sorted({r.variant.name for r in recorded}), \
         "each variant is recorded once"
     assert len(recorded) == 2
+
+
+def test_a_variant_whose_worker_dies_twice_fails_and_the_rest_finish(tiny_family, write_recipe, tmp_path,
+                                                                    ray_runtime):
+    recipe = write_recipe(_recipe(tiny_family("qwen2_vl")))
+    with Killer(times=2), pytest.raises(SweepFailed) as failed:
+        run_sweep(recipe, {"lambda": [0.3, 0.7]}, [TASK], tmp_path / "sweep", limit=1, log=lambda _: None,
+                  scale=ScaleOut(workers=1), quiet=True)
+    assert failed.value.exit_code == 1 and "\n" not in str(failed.value)
+    assert "lambda=0.3 (worker died twice" in str(failed.value), "the first variant is the one killed twice"
+    assert [r.overrides for r in failed.value.results] == [{"lambda": 0.7}], "the rest finish"
+    assert [p.name.split("@")[1].split("-")[0] for p in _variant_folders(tmp_path / "sweep")] == ["lambda=0.7"]
 
 
 def test_an_interrupted_sweep_resumes_on_another_worker_count(tiny_family, write_recipe, tmp_path, ray_runtime,
@@ -114,7 +147,7 @@ def test_an_interrupted_sweep_resumes_on_another_worker_count(tiny_family, write
     assert driver.wait(timeout=120) != 0
     finished = _variant_folders(out)
     assert 1 <= len(finished) < 4
-    gone, alive = psutil.wait_procs([psutil.Process(p) for p in started if psutil.pid_exists(p)], timeout=60)
+    _, alive = psutil.wait_procs([psutil.Process(p) for p in started if psutil.pid_exists(p)], timeout=60)
     assert not alive, f"the driver's Ray processes outlive it: {[p.cmdline()[:2] for p in alive]}"
 
     lines: list[str] = []
@@ -152,7 +185,7 @@ def test_a_worker_that_cannot_see_the_sweep_folder_refuses_at_start(tiny_family,
 
 
 def test_worker_resources_without_workers_are_refused(run_cli, tmp_path):
-    code, out, err = run_cli("sweep", "tiny-world", "--grid", "lambda=0.5", "--cpus-per-worker", "2",
+    code, _, err = run_cli("sweep", "tiny-world", "--grid", "lambda=0.5", "--cpus-per-worker", "2",
                              "--out", tmp_path / "sweep")
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--workers N" in err, err
     assert not (tmp_path / "sweep").exists(), "nothing is written"
