@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import datasets, official
+from .budget import BudgetExceeded
 from .verdict import Verdict
 
 OFFICIAL = "official"
@@ -20,13 +21,35 @@ PROTOCOLS = (OFFICIAL, STRICT)
 DEFAULT_PROTOCOL = OFFICIAL
 
 Scorer = Callable[[Mapping[str, Any], str], Verdict]
+MAX_REASON_CHARS = 200
+
+
+def guarded(scorer: Scorer) -> Scorer:
+    """`scorer` that never raises: a response over the scoring budget, or one the scorer fails on,
+    is scored wrong with the reason (rule "over_budget" or "scorer_error") instead of stopping the run."""
+
+    def score(doc: Mapping[str, Any], response: str) -> Verdict:
+        try:
+            return scorer(doc, response)
+        except BudgetExceeded as exc:
+            return Verdict(None, False, "over_budget", reason=str(exc))
+        except Exception as exc:  # noqa: BLE001 (a model's text must not stop an evaluation)
+            return Verdict(None, False, "scorer_error", reason=f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
+
+    score.__doc__, score.__name__ = scorer.__doc__, scorer.__name__
+    return score
+
+
 SCORERS: dict[str, dict[str, Scorer]] = {
-    "mathvista": {OFFICIAL: official.mathvista.score, STRICT: datasets.score_mathvista},
-    "mathvision": {OFFICIAL: official.mathvision.score, STRICT: datasets.score_mathvision},
-    "mathverse": {OFFICIAL: official.mathverse.score, STRICT: datasets.score_mathverse},
-    "dynamath": {OFFICIAL: official.dynamath.score, STRICT: datasets.score_dynamath},
-    "ocrbench": {OFFICIAL: official.ocrbench.score, STRICT: datasets.score_ocrbench},
-    "mmstar": {OFFICIAL: official.mmstar.score, STRICT: datasets.score_mmstar},
+    name: {OFFICIAL: guarded(official_scorer), STRICT: guarded(strict_scorer)}
+    for name, official_scorer, strict_scorer in (
+        ("mathvista", official.mathvista.score, datasets.score_mathvista),
+        ("mathvision", official.mathvision.score, datasets.score_mathvision),
+        ("mathverse", official.mathverse.score, datasets.score_mathverse),
+        ("dynamath", official.dynamath.score, datasets.score_dynamath),
+        ("ocrbench", official.ocrbench.score, datasets.score_ocrbench),
+        ("mmstar", official.mmstar.score, datasets.score_mmstar),
+    )
 }
 
 

@@ -81,7 +81,10 @@ def visuals(image: Image.Image) -> list[Image.Image]:
 
 
 def _verdict_fields(verdict: Verdict) -> dict[str, Any]:
-    return {"correct": bool(verdict.correct), "extracted": verdict.extracted, "rule": verdict.rule}
+    fields = {"correct": bool(verdict.correct), "extracted": verdict.extracted, "rule": verdict.rule}
+    if verdict.reason is not None:
+        fields["reason"] = verdict.reason  # why it was scored wrong unseen (over the scoring budget)
+    return fields
 
 
 def record(item_id: str | None, split: str, category: str, verdicts: Mapping[str, Verdict],

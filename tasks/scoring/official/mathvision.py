@@ -29,6 +29,7 @@ from fractions import Fraction
 from functools import lru_cache
 from typing import Any
 
+from .. import budget
 from ..verdict import Verdict
 
 _FLAGS = ("the final answer is", "the answer is", "the correct answer is", "the answer should be")
@@ -162,36 +163,43 @@ def strip_string(text: str) -> str:
 _BINARY = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
            ast.FloorDiv: operator.floordiv, ast.Mod: operator.mod, ast.Pow: operator.pow}
 _UNARY = {ast.USub: operator.neg, ast.UAdd: operator.pos}
-MAX_EXPONENT = 4096  # a larger power is not computed (eval would take minutes or run out of memory)
+_COUNTING = {"factorial", "comb", "perm"}  # their results grow faster than their arguments
 
 
 def _evaluate(node: ast.AST) -> Any:
     """Python's eval of a sympy expression's text with `from math import *` in scope, restricted to
-    numbers, arithmetic and the math module's names (anything else raises, as eval would)."""
+    numbers, arithmetic and the math module's names (anything else raises, as eval would); an
+    integer beyond the scorer's budget raises BudgetExceeded before it is computed."""
     if isinstance(node, ast.Expression):
         return _evaluate(node.body)
     if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)):
-        return node.value
-    if isinstance(node, ast.Name) and node.id in _MATH_NAMES:
-        return getattr(math, node.id)
-    if isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
-        return _UNARY[type(node.op)](_evaluate(node.operand))
-    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        value = node.value
+    elif isinstance(node, ast.Name) and node.id in _MATH_NAMES:
+        value = getattr(math, node.id)
+    elif isinstance(node, ast.UnaryOp) and type(node.op) in _UNARY:
+        value = _UNARY[type(node.op)](_evaluate(node.operand))
+    elif isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
         left, right = _evaluate(node.left), _evaluate(node.right)
-        if isinstance(node.op, ast.Pow) and isinstance(right, (int, float)) and abs(right) > MAX_EXPONENT:
-            raise OverflowError("exponent too large")
-        return _BINARY[type(node.op)](left, right)
-    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _MATH_NAMES:
-        if node.func.id == "factorial" and len(node.args) == 1 and abs(_evaluate(node.args[0])) > MAX_EXPONENT:
-            raise OverflowError("factorial too large")
-        return getattr(math, node.func.id)(*(_evaluate(arg) for arg in node.args))
-    raise ValueError(f"not evaluated: {ast.dump(node)[:60]}")
+        if isinstance(node.op, ast.Pow):
+            budget.check_power(left, right)
+        value = _BINARY[type(node.op)](left, right)
+    elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id in _MATH_NAMES:
+        args = [_evaluate(arg) for arg in node.args]
+        if node.func.id in _COUNTING:
+            for arg in args:
+                budget.check_count_argument(arg)
+        value = getattr(math, node.func.id)(*args)
+    else:
+        raise ValueError(f"not evaluated: {ast.dump(node)[:60]}")
+    budget.check_int(value)
+    return value
 
 
 @lru_cache(maxsize=4096)
 def latex_value(text: str) -> int | float | None:
     """`eval(str(latex2sympy(text)))` as the official code computes it (int or float), or None where
-    that raises (unknown names such as a, E, I or oo; LaTeX that latex2sympy cannot read)."""
+    that raises (unknown names such as a, E, I or oo; LaTeX that latex2sympy cannot read).
+    Raises BudgetExceeded for a number beyond the scorer's budget."""
     if len(text) > MAX_LATEX_CHARS or (_LETTER.search(text) and not _LATEX.search(text)):
         return None  # plain text with letters reads as a product of unknown symbols ("pi" is i*p): eval fails
     if _DECIMAL.fullmatch(text):  # what latex2sympy gives a plain number: an exact rational
@@ -202,6 +210,8 @@ def latex_value(text: str) -> int | float | None:
     try:
         expr = latex2sympy(text)
         value = _evaluate(ast.parse(str(expr), mode="eval"))
+    except budget.BudgetExceeded:
+        raise  # the sample is scored wrong with this reason (see `score`)
     except Exception:  # noqa: BLE001 (latex2sympy raises many error types; the official code catches all)
         return None
     return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
@@ -242,12 +252,16 @@ def is_equal(answer: str, gold: str) -> bool:
 
 
 def score(doc: Mapping[str, Any], response: str) -> Verdict:
-    """Official MATH-V verdict: the read answer equals the gold letter or the gold option's text."""
+    """Official MATH-V verdict: the read answer equals the gold letter or the gold option's text; an
+    answer with a number beyond the scoring budget is wrong (rule "over_budget", with the reason)."""
     answer = model_answer("" if response is None else str(response))
     gold = str(doc.get("answer", ""))
     options = list(doc.get("options") or [])
     gold_text = ""
     if options and len(gold) == 1 and 0 <= ord(gold) - ord("A") < len(options):
         gold_text = str(options[ord(gold) - ord("A")])
-    correct = is_equal(gold, answer) or is_equal(gold_text, answer)
+    try:
+        correct = is_equal(gold, answer) or is_equal(gold_text, answer)
+    except budget.BudgetExceeded as exc:
+        return Verdict(answer or None, False, "over_budget", reason=str(exc))
     return Verdict(answer or None, correct, "official_rules")

@@ -97,7 +97,8 @@ def quick_extraction(response: str, doc: Mapping[str, Any]) -> str | None:
     return None
 
 
-_NEW_QUESTION = re.compile(r"\n\s*Question\s*:\s*")
+# a line "Question:"; the blanks before it exclude "\n", so that a run of blank lines is scanned once (linear)
+_NEW_QUESTION = re.compile(r"\n[^\S\n]*Question\s*:\s*")
 
 
 def _continuation(response: str, question: str) -> str | None:
