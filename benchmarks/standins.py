@@ -27,6 +27,7 @@ hub is reachable here to re-check them.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import shutil
@@ -328,21 +329,27 @@ def _numel(shape: tuple[int, ...]) -> int:
     return count
 
 
+@functools.lru_cache(maxsize=4)
+def _pool(seed: int, dtype: torch.dtype) -> torch.Tensor:
+    """2 * BLOCK_ELEMENTS values drawn from N(0, 0.02) once; blocks are windows of it at seeded offsets
+    (drawing 8 billion fresh normals would cost more CPU than the merges this rehearses)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(2 * BLOCK_ELEMENTS, generator=generator).mul_(0.02).to(dtype)
+
+
 def _blocks(name: str, shape: tuple[int, ...], seed: int, dtype: torch.dtype):
-    """Random values of one tensor in blocks of leading rows: norms near 1, biases and weights N(0, 0.02)."""
+    """Random values of one tensor in blocks of leading rows: norms near 1, weights and biases N(0, 0.02)."""
     digest = hashlib.sha256(f"{seed}:{name}".encode()).digest()
     generator = torch.Generator().manual_seed(int.from_bytes(digest[:8], "little") & ((1 << 63) - 1))
-    if not shape:
-        yield torch.randn((), generator=generator).to(dtype)
+    count = _numel(shape)
+    if len(shape) <= 1 and (name.endswith("norm.weight") or "norm1." in name or "norm2." in name):
+        yield torch.randn(shape, generator=generator).mul_(0.02).add_(1.0).to(dtype)
         return
-    row = _numel(shape[1:])
-    step = max(1, BLOCK_ELEMENTS // max(row, 1))
-    is_norm = len(shape) == 1 and name.endswith("norm.weight") or "norm1." in name or "norm2." in name
-    for start in range(0, shape[0], step):
-        block = torch.randn((min(step, shape[0] - start),) + shape[1:], generator=generator).mul_(0.02)
-        if is_norm:
-            block.add_(1.0)
-        yield block.to(dtype)
+    pool = _pool(seed, dtype)
+    for start in range(0, count, BLOCK_ELEMENTS):
+        size = min(BLOCK_ELEMENTS, count - start)
+        offset = int(torch.randint(0, BLOCK_ELEMENTS, (), generator=generator))
+        yield pool[offset:offset + size]
 
 
 def write_checkpoint(standin: Standin, out: Path, layers: int | None = None, seed: int = 0,
@@ -441,10 +448,10 @@ def _write_pickle(tensors, groups, out: Path, dtype: torch.dtype, seed: int) -> 
 
 
 def write_trio(trio: str, out: Path, layers: int | None = None, seed: int = 0,
-               shrink: dict[str, dict[str, Any]] | None = None) -> dict[str, Path]:
-    """Write every checkpoint of a trio under `out`; returns role -> folder."""
+               shrink: dict[str, dict[str, Any]] | None = None, roles: tuple[str, ...] | None = None) -> dict[str, Path]:
+    """Write the checkpoints of a trio (those of `roles`, default all) under `out`; returns role -> folder."""
     return {role: write_checkpoint(standin, out / folder, layers, seed, shrink)
-            for role, folder, standin in TRIOS[trio]}
+            for role, folder, standin in TRIOS[trio] if roles is None or role in roles}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -453,11 +460,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, required=True, help="folder to write the trio's checkpoints into")
     parser.add_argument("--layers", type=int, default=None, help="decoder layers to keep (default: all)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--roles", nargs="+", choices=["vlm", "source", "base"], default=None,
+                        help="write only these checkpoints of the trio (default: all)")
     parser.add_argument("--replace", action="store_true", help="delete what is in --out first")
     args = parser.parse_args(argv)
     if args.replace and args.out.exists():
         shutil.rmtree(args.out)
-    for role, path in write_trio(args.trio, args.out, args.layers, args.seed).items():
+    for role, path in write_trio(args.trio, args.out, args.layers, args.seed, roles=args.roles).items():
         print(f"{role}: {path}")
     return 0
 
