@@ -28,6 +28,13 @@ def stop_strings(until: Any) -> list[str]:
     return [s for s in items if s and s not in IGNORED_STOPS]
 
 
+def input_device(model: Any) -> torch.device:
+    """Where a batch goes: the model's device, or the CPU when its first weights were offloaded to the
+    disk (they sit on the meta device; accelerate's hooks bring them, and move inputs, as needed)."""
+    device = model.device
+    return torch.device("cpu") if device.type == "meta" else device
+
+
 def generate(model: Any, processor: Any, conversations: list[list[dict[str, Any]]], gen_kwargs: dict[str, Any]
              ) -> list[str]:
     """Generate one answer per conversation, in one batch; images are passed as PIL objects. `processor`
@@ -38,7 +45,7 @@ def generate(model: Any, processor: Any, conversations: list[list[dict[str, Any]
     inputs_kwargs: dict[str, Any] = {"text": texts, "padding": True, "return_tensors": "pt"}
     if any(images):
         inputs_kwargs["images"] = images
-    inputs = processor(**inputs_kwargs).to(model.device)
+    inputs = processor(**inputs_kwargs).to(input_device(model))
     stops = stop_strings(gen_kwargs.get("until"))
     temperature = float(gen_kwargs.get("temperature") or 0.0)
     options: dict[str, Any] = {

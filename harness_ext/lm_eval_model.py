@@ -24,8 +24,8 @@ from merge_models.plan import build_plan
 # HFLM arguments that make sense for an in-memory model.
 HFLM_OPTIONS = {"recipe": None, "batch_size": 1, "max_batch_size": 64, "max_length": None, "device": None,
                 "add_bos_token": None, "truncation": False, "quiet": True, "cache": True, "device_map": None,
-                "max_memory": None}
-PLACEMENT = ("recipe", "quiet", "cache", "device", "device_map", "max_memory")
+                "max_memory": None, "offload_folder": None}
+PLACEMENT = ("recipe", "quiet", "cache", "device", "device_map", "max_memory", "offload_folder")
 
 
 class MergedLM(HFLM):

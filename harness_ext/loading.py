@@ -4,7 +4,9 @@ causal LM. Models are placed by a device or a device_map (with max_memory), as t
 
 from __future__ import annotations
 
+import atexit
 import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,7 @@ from merge_models.language_config import transformers_text_config, without_mrope
 from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
+from merge_models.settings import cache_root
 from merge_models.streaming import ChunkBuffers
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
@@ -58,6 +61,7 @@ class Placement:
     device_map: str | dict[str, Any]
     max_memory: dict[Any, Any] | None
     merge_device: torch.device
+    offload_folder: str | None = None
 
     @classmethod
     def from_options(cls, recipe_device: str | None, options: dict[str, Any], device: str | None) -> "Placement":
@@ -70,13 +74,30 @@ class Placement:
                 given = "device_map" if options.get("device_map") else "device"
                 raise ModelArgsError(f"--model_args: {given} {single!r} is not a device; use cpu, cuda, cuda:N"
                                      f"{', auto or balanced' if given == 'device_map' else ''}") from None
-        return cls(device_map, options.get("max_memory"), resolve_merge_device(recipe_device, single))
+        return cls(device_map, options.get("max_memory"), resolve_merge_device(recipe_device, single),
+                   options.get("offload_folder") or None)
 
-    def load_kwargs(self) -> dict[str, Any]:
+    def load_kwargs(self, streamed: bool = False) -> dict[str, Any]:
+        """from_pretrained's placement arguments. Weights a spread device_map puts on the disk are read
+        back from the checkpoint's own files, but a streamed (in-memory) merge has none: it gets an
+        offload folder, the one given or else a temporary one in the merge cache, removed at exit."""
         kwargs: dict[str, Any] = {"device_map": self.device_map}
         if self.max_memory:
             kwargs["max_memory"] = self.max_memory
+        folder = self.offload_folder
+        if folder is None and streamed and (isinstance(self.device_map, dict) or self.device_map in SPREAD_MAPS):
+            folder = _temporary_offload_folder()
+        if folder:
+            kwargs["offload_folder"] = str(folder)
         return kwargs
+
+
+def _temporary_offload_folder() -> Path:
+    root = cache_root()
+    root.mkdir(parents=True, exist_ok=True)
+    folder = Path(tempfile.mkdtemp(prefix="offload-", dir=root))
+    atexit.register(shutil.rmtree, folder, ignore_errors=True)
+    return folder
 
 
 def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
@@ -92,7 +113,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     start = time.perf_counter()
     family = plan.vlm.adapter.family
     placement = Placement.from_options(plan.recipe.merge_device, options, device)
-    load_kwargs = {**_load_kwargs(plan, options), **placement.load_kwargs()}
+    load_kwargs = {**_load_kwargs(plan, options), **placement.load_kwargs(streamed=not options["cache"])}
     if options["cache"]:
         path, hit = cached_checkpoint(plan, quiet=options["quiet"], device=placement.merge_device)
         model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
@@ -241,7 +262,7 @@ def build_merged_causal_lm(plan: MergePlan, placement: Placement | None = None) 
     placement = placement or Placement.from_options(plan.recipe.merge_device, {}, None)
     config = causal_lm_config(plan)
     model = from_streamed(T.AutoModelForCausalLM, config, streamed_state_dict(plan, placement.merge_device, True),
-                          plan.vlm.path, False, dtype=plan.out_dtype, **placement.load_kwargs())
+                          plan.vlm.path, False, dtype=plan.out_dtype, **placement.load_kwargs(streamed=True))
     return model.eval()
 
 

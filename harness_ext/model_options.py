@@ -16,7 +16,7 @@ from merge_models.recipe import Recipe, load_recipe
 VLM_OPTIONS: dict[str, Any] = {
     "recipe": None, "device": None, "attn_implementation": None, "max_pixels": None, "min_pixels": None,
     "cache": True, "save_merged": None, "batch_size": 1, "max_batch_size": None, "system_prompt": None,
-    "quiet": False, "device_map": None, "max_memory": None,
+    "quiet": False, "device_map": None, "max_memory": None, "offload_folder": None,
 }
 # Recipe fields that may be overridden from --model_args (dotted paths such as vlm.weight too).
 RECIPE_FIELDS = {name for name in Recipe.model_fields if name != "lambda_"} | {"lambda"}

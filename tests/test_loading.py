@@ -69,6 +69,18 @@ def test_device_map_auto_loads_and_generates_token_identically(recipe, cache):
         assert torch.equal(a, b), name
 
 
+@pytest.mark.parametrize("cache", [True, False])
+def test_max_memory_below_the_model_offloads_to_disk_and_generates_identically(recipe, cache, isolated_cache):
+    """A model larger than max_memory on a CPU-only machine: the rest goes to the disk (the in-memory
+    merge needs an offload folder of its own: it has no checkpoint file to read offloaded weights back from)."""
+    default = load_merged_vlm(vlm_args(recipe, cache=cache), "cpu")
+    spread = load_merged_vlm(vlm_args(recipe, cache=cache, device_map="auto", max_memory="{cpu: 100KB}"), "cpu")
+    assert "disk" in spread.model.hf_device_map.values()
+    assert generate(spread.model, spread.processor, CHATS, GEN) == generate(default.model, default.processor, CHATS, GEN)
+    if not cache:
+        assert [p.name for p in isolated_cache.glob("offload-*")]  # removed when the process ends
+
+
 def test_explicit_device_map_places_modules(recipe):
     loaded = load_merged_vlm(vlm_args(recipe, cache=False, device_map="{model: cpu, lm_head: cpu}"), "cpu")
     assert generate(loaded.model, loaded.processor, CHATS[1:], GEN)
