@@ -1,6 +1,6 @@
 """Scale-out: the variants of a sweep or a layer analysis run by Ray workers, one resident model each.
 
-`--workers N` starts a local Ray runtime (on loopback) with N workers; `--ray auto` or
+`--workers N` starts a local Ray runtime (loopback as its node address) with N workers; `--ray auto` or
 `--ray ray://host:port` joins an existing cluster. Each worker is a Ray actor that opens the
 checkpoints once (an `InPlaceMerger`) and runs every job it is handed on that model, re-merging in
 place. The driver hands out jobs as workers free up and gets each result back as soon as it is done,
@@ -129,7 +129,7 @@ class Worker:
 
 @contextmanager
 def runtime(scale: ScaleOut) -> Iterator[None]:
-    """Ray started locally (loopback, for this run only) or joined at `scale.address`, and shut down after; a
+    """Ray started locally (loopback as its node address, for this run only) or joined at `scale.address`, and shut down after; a
     runtime this process already started (ray.init) is used as it is and left running."""
     try:
         import ray
