@@ -5,8 +5,9 @@ On the tiny world (recipes/tiny-world.yaml), one grid of `--variants` mixing wei
      command with a fresh sweep folder (its start-up, model loads and Ray start included); prints the
      speed-up of 2 workers over one process (on 2 free cores expect about 1.6-1.9x) and the cost of Ray
      per variant, (1 worker - one process) / variants, which includes Ray's start and the worker's load;
-  2. Ray's own scheduling cost per job: the round trip of `--jobs` empty jobs through one resident
-     worker (pickling, dispatch, result), against the same calls made directly in this process.
+  2. Ray's own costs: starting the runtime and one worker (its model loaded), once per command, and the
+     round trip of each of `--jobs` empty jobs through that resident worker (pickling, dispatch, result),
+     against the same calls made directly in this process.
 
     python benchmarks/scaleout_bench.py [--variants 6] [--limit 8] [--tasks mvlm_probe_reasoning]
 """
@@ -42,14 +43,17 @@ def nothing(merger) -> None:
     """An empty job: what Ray's scheduling costs with no work in it."""
 
 
-def dispatch_seconds(jobs: int) -> tuple[float, float]:
-    """Seconds per empty job through one resident Ray worker, and per direct call in this process."""
+def dispatch_seconds(jobs: int) -> tuple[float, float, float]:
+    """Seconds to start Ray and one worker (its model loaded), per empty job through that worker, and per
+    direct call in this process."""
     from harness_ext.scaleout import Job, ScaleOut, pool, run_jobs
     from merge_models.recipe import load_recipe
 
     recipe = load_recipe(RECIPE)
     work = [Job(str(i), str(i), nothing) for i in range(jobs)]
+    start = time.perf_counter()
     with pool(ScaleOut(workers=1), recipe, {}, log=lambda _: None) as workers:
+        started = time.perf_counter() - start
         run_jobs(work[:2], workers, lambda job, value: None, log=lambda _: None, quiet=True)  # warm up
         start = time.perf_counter()
         run_jobs(work, workers, lambda job, value: None, log=lambda _: None, quiet=True)
@@ -57,7 +61,7 @@ def dispatch_seconds(jobs: int) -> tuple[float, float]:
     start = time.perf_counter()
     for job in work:
         job.call(None)
-    return remote, (time.perf_counter() - start) / jobs
+    return started, remote, (time.perf_counter() - start) / jobs
 
 
 def main() -> None:
@@ -73,12 +77,13 @@ def main() -> None:
         one = sweep_seconds(grid, args.tasks, args.limit, Path(temp) / "one", [])
         two = sweep_seconds(grid, args.tasks, args.limit, Path(temp) / "two", ["--workers", "2"])
         single = sweep_seconds(grid, args.tasks, args.limit, Path(temp) / "w1", ["--workers", "1"])
-    remote, direct = dispatch_seconds(args.jobs)
+    started, remote, direct = dispatch_seconds(args.jobs)
     print(f"{args.variants}-variant tiny-world sweep, --limit {args.limit} on {args.tasks}:")
     print(f"  one process        {one:8.1f} s")
     print(f"  2 Ray workers      {two:8.1f} s   speed-up {one / two:.2f}x")
     print(f"  1 Ray worker       {single:8.1f} s   ratio to one process {single / one:.2f}x; "
           f"Ray costs {(single - one) / args.variants:+.2f} s per variant (start and load included)")
+    print(f"starting Ray and one worker (model loaded): {started:.1f} s, once per command")
     print(f"scheduling an empty job: {1000 * remote:.2f} ms through a Ray worker vs {1e6 * direct:.2f} us direct "
           f"({remote / max(direct, 1e-9):.0f}x)")
     print(f"load average after: {os.getloadavg()[0]:.2f}")

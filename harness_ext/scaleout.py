@@ -1,6 +1,6 @@
 """Scale-out: the variants of a sweep or a layer analysis run by Ray workers, one resident model each.
 
-`--workers N` starts a local Ray runtime (on loopback) with N workers; `--ray auto` or
+`--workers N` starts a local Ray runtime (loopback as its node address) with N workers; `--ray auto` or
 `--ray ray://host:port` joins an existing cluster. Each worker is a Ray actor that opens the
 checkpoints once (an `InPlaceMerger`) and runs every job it is handed on that model, re-merging in
 place. The driver hands out jobs as workers free up and gets each result back as soon as it is done,
@@ -12,6 +12,7 @@ with its error while the rest go on.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -128,7 +129,7 @@ class Worker:
 
 @contextmanager
 def runtime(scale: ScaleOut) -> Iterator[None]:
-    """Ray started locally (loopback, for this run only) or joined at `scale.address`, and shut down after; a
+    """Ray started locally (loopback as its node address, for this run only) or joined at `scale.address`, and shut down after; a
     runtime this process already started (ray.init) is used as it is and left running."""
     try:
         import ray
@@ -214,17 +215,25 @@ def _fitting(total: dict[str, float], cpus: float, gpus: float) -> int:
 def run_jobs(jobs: list[Job], workers: list[Any], on_result: Callable[[Job, Any], None],
              log: Callable[[str], None] = print, quiet: bool = False) -> dict[str, str]:
     """Hand `jobs` to `workers` as they free up, give each result to `on_result` as it arrives, in this process;
-    returns {job key: one-line error} of the jobs that failed."""
+    returns {job key: one-line error} of the jobs that failed.
+
+    A worker whose process died is restarted by Ray; it gets work again once it answers `start` (its model
+    loaded). A job it held is tried once more, on another worker where there is one.
+    """
     import ray
-    from ray.exceptions import RayActorError, RayTaskError
+    from ray.exceptions import ActorUnavailableError, RayActorError, RayTaskError
 
     pending, attempts, tried = deque(jobs), {j.key: 0 for j in jobs}, {j.key: set() for j in jobs}
-    running: dict[Any, tuple[int, Job]] = {}
-    idle, failed, done = list(range(len(workers))), {}, 0
+    running: dict[Any, tuple[int, Job | None]] = {}  # job None: waiting for a restarted worker to be back
+    idle, live, failed, done = list(range(len(workers))), set(range(len(workers))), {}, 0
+    deaths = [0] * len(workers)  # deaths in a row, without a finished call in between
     with Board(len(jobs), len(workers), quiet) as board:
-        while pending or running:
+        while pending or any(job for _, job in running.values()):
+            if not live:
+                failed.update({job.key: "no worker left" for job in pending})
+                break
             for slot in list(idle):
-                job = _next_for(slot, pending, tried, len(workers))
+                job = _next_for(slot, pending, tried, len(live))
                 if job is not None:
                     idle.remove(slot)
                     attempts[job.key] += 1
@@ -235,12 +244,19 @@ def run_jobs(jobs: list[Job], workers: list[Any], on_result: Callable[[Job, Any]
             finished, _ = ray.wait(list(running), num_returns=1, timeout=POLL_S)
             for ref in finished:
                 slot, job = running.pop(ref)
-                idle.append(slot)
                 board.show(slot, None)
                 try:
                     value = ray.get(ref)
-                except RayActorError as exc:
-                    if attempts[job.key] < ATTEMPTS:
+                except RayActorError as exc:  # the process died (killed, out of memory): Ray restarts it
+                    deaths[slot] += not isinstance(exc, ActorUnavailableError)
+                    if deaths[slot] > ATTEMPTS + 1:
+                        live.discard(slot)
+                        log(f"worker {slot + 1} keeps dying ({_line(exc)}); going on without it")
+                    else:
+                        running[workers[slot].start.remote()] = (slot, None)  # idle again once it is back
+                    if job is None:
+                        time.sleep(POLL_S)
+                    elif attempts[job.key] < ATTEMPTS:
                         log(f"{job.label}: worker {slot + 1} died ({_line(exc)}); retrying it on another worker")
                         pending.appendleft(job)
                     else:
@@ -251,17 +267,28 @@ def run_jobs(jobs: list[Job], workers: list[Any], on_result: Callable[[Job, Any]
                     cause = exc.cause or exc
                     failed[job.key] = f"{type(cause).__name__}: {_line(cause)}"
                     log(f"{job.label}: failed: {failed[job.key]}")
+                    idle.append(slot)
                     continue
+                deaths[slot] = 0
+                if job is None:
+                    _, problem = value
+                    if problem:
+                        live.discard(slot)
+                        log(f"worker {slot + 1} restarted but cannot work: {problem}")
+                    else:
+                        idle.append(slot)
+                    continue
+                idle.append(slot)
                 on_result(job, value)
                 done += 1
-            board.count(done, len(running), len(failed))
+            board.count(done, sum(job is not None for _, job in running.values()), len(failed))
     return failed
 
 
-def _next_for(slot: int, pending: deque[Job], tried: dict[str, set[int]], workers: int) -> Job | None:
-    """The first pending job not yet tried on this worker (any job once it was tried on every worker)."""
+def _next_for(slot: int, pending: deque[Job], tried: dict[str, set[int]], live: int) -> Job | None:
+    """The first pending job not yet tried on this worker (any job once it was tried on every live worker)."""
     for job in pending:
-        if slot not in tried[job.key] or len(tried[job.key]) >= workers:
+        if slot not in tried[job.key] or len(tried[job.key]) >= live:
             pending.remove(job)
             return job
     return None

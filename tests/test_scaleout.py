@@ -120,12 +120,13 @@ def test_a_worker_killed_mid_variant_is_retried_on_the_other_and_recorded_once(t
 def test_a_variant_whose_worker_dies_twice_fails_and_the_rest_finish(tiny_family, write_recipe, tmp_path,
                                                                     ray_runtime):
     recipe = write_recipe(_recipe(tiny_family("qwen2_vl")))
+    lines: list[str] = []
     with Killer(times=2), pytest.raises(SweepFailed) as failed:
-        run_sweep(recipe, {"lambda": [0.3, 0.7]}, [TASK], tmp_path / "sweep", limit=1, log=lambda _: None,
+        run_sweep(recipe, {"lambda": [0.3, 0.7]}, [TASK], tmp_path / "sweep", limit=1, log=lines.append,
                   scale=ScaleOut(workers=1), quiet=True)
     assert failed.value.exit_code == 1 and "\n" not in str(failed.value)
     assert "lambda=0.3 (worker died twice" in str(failed.value), "the first variant is the one killed twice"
-    assert [r.overrides for r in failed.value.results] == [{"lambda": 0.7}], "the rest finish"
+    assert [r.overrides for r in failed.value.results] == [{"lambda": 0.7}], (str(failed.value), lines)
     assert [p.name.split("@")[1].split("-")[0] for p in _variant_folders(tmp_path / "sweep")] == ["lambda=0.7"]
 
 
