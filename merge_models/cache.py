@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -15,12 +17,14 @@ from merge_models.plan import MergePlan
 from merge_models.settings import cache_root
 
 TEMP_PREFIX = ".tmp-"
+logger = logging.getLogger("merged_vlm")
 
 
 def publish(target: Path, build: Callable[[Path], None], replace: bool = False) -> None:
     """Build into a temporary sibling of `target`, then rename it into place.
 
-    A crash or kill at any point leaves either nothing or the complete directory at `target`.
+    A crash, kill or power loss at any point leaves either nothing or the complete directory at `target`:
+    its files and the folder are flushed to disk before the rename, and the parent after it.
     """
     target = target.absolute()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -28,6 +32,7 @@ def publish(target: Path, build: Callable[[Path], None], replace: bool = False) 
     temp.mkdir()
     try:
         build(temp)
+        sync_tree(temp)
         if target.exists() and replace:
             old = target.parent / f"{TEMP_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
             target.rename(old)
@@ -35,15 +40,33 @@ def publish(target: Path, build: Callable[[Path], None], replace: bool = False) 
             shutil.rmtree(old, ignore_errors=True)
         else:
             temp.rename(target)
+        _fsync(target.parent)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
 
 
+def sync_tree(folder: Path) -> None:
+    """Flush every file under `folder`, then each folder, to disk."""
+    for path in sorted(folder.rglob("*"), key=lambda p: -len(p.parts)):
+        if path.is_file() and not path.is_symlink() or path.is_dir():
+            _fsync(path)
+    _fsync(folder)
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def cached_checkpoint(plan: MergePlan, quiet: bool = True, device: torch.device | str = "cpu") -> tuple[Path, bool]:
     """The cache entry for a plan, merging it first (on `device`) unless a verified entry exists.
 
-    Returns (directory, hit). An inter-process lock makes concurrent callers merge once: the
+    Returns (directory, hit). A hit reads every byte of the entry to check it against the digests recorded
+    when it was written; a damaged entry is merged again, with a warning. An inter-process lock makes concurrent callers merge once: the
     others wait and then find the entry. Leftovers of killed merges are removed under the lock.
     """
     root = cache_root()
@@ -53,8 +76,10 @@ def cached_checkpoint(plan: MergePlan, quiet: bool = True, device: torch.device 
         for stale in root.glob(f"{TEMP_PREFIX}{plan.recipe_hash}-*"):
             shutil.rmtree(stale, ignore_errors=True)
         if entry.is_dir():
-            if verify_checkpoint(entry, plan.recipe_hash) is None:
+            problem = verify_checkpoint(entry, plan.recipe_hash)
+            if problem is None:
                 return entry, True
+            logger.warning("merge cache: entry %s is damaged (%s); merging it again", plan.recipe_hash, problem)
             shutil.rmtree(entry)
         publish(entry, lambda temp: write_checkpoint(plan, temp, quiet, device))
     return entry, False

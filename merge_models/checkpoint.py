@@ -19,13 +19,8 @@ from merge_models.errors import CheckpointError
 from merge_models.fingerprint import file_digest
 from merge_models.language_config import LanguageConfig, language_config
 from merge_models.recipe import ModelRef
+from merge_models.safetensors_header import HeaderError, read_header
 
-SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-SAFETENSORS_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 PICKLE_INDEX = "pytorch_model.bin.index.json"
@@ -265,39 +260,16 @@ def _weight_files(path: Path, index_name: str, pattern: str, field: str) -> list
     return sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
-def read_safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
-    """The JSON header of a safetensors file and the byte offset where its data begins."""
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ValueError("shorter than a safetensors header")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > min(size - 8, 100 * 1024**2):
-            raise ValueError("header length exceeds the file")
-        header = json.loads(handle.read(length))
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    return header, 8 + length
-
-
 def _index_safetensors(files: list[Path], field: str) -> dict[str, TensorMeta]:
     tensors: dict[str, TensorMeta] = {}
     for file in files:
         try:
-            header, data_start = read_safetensors_header(file)
-            size = file.stat().st_size
-            for name, info in header.items():
-                if name == "__metadata__":
-                    continue
-                begin, end = info["data_offsets"]
-                dtype = SAFETENSORS_DTYPES[info["dtype"]]
-                if data_start + end > size:
-                    raise ValueError(f"tensor {name} runs past the end of the file (truncated?)")
-                tensors[name] = TensorMeta(name, file, dtype, tuple(info["shape"]), data_start + begin, data_start + end)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            entries, data_start, _ = read_header(file)
+        except HeaderError as exc:
             raise CheckpointError(f"{field}.model", f"{file} is not a valid safetensors file ({exc})",
                                   "download the checkpoint again") from None
+        for name, e in entries.items():
+            tensors[name] = TensorMeta(name, file, e.dtype, e.shape, data_start + e.begin, data_start + e.end)
     return tensors
 
 
