@@ -19,7 +19,7 @@ from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
 from merge_models.portable import portable_name
-from merge_models.recipe import Recipe
+from merge_models.recipe import LINEAR_FAMILY, Recipe
 from merge_models.schedule import resolve
 from merge_models.vocab import RowPairing, has_tokenizer, pair_by_index, pair_by_token, token_ids
 
@@ -136,6 +136,7 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     vocabulary = VocabularyPairing(recipe, vlm, others)
     tensors = [_plan_tensor(recipe, info, vlm, others, canonical_maps, meta.name, num_layers, out_dtype, vocabulary)
                for meta in ordered]
+    _check_weight_sums(recipe, tensors)
     used = {t.canonical for t in tensors if t.action == "merge"}
     unused = sum(len(set(canonical_maps[s.field]) - used) for s in sources)
     notes = setting_warnings(recipe, vlm, others) + vocabulary.warnings
@@ -144,6 +145,18 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     for line in notes:
         logger.warning("merge plan: %s", line)
     return plan
+
+
+def _check_weight_sums(recipe: Recipe, tensors: list[TensorPlan]) -> None:
+    """A linear-family merge whose weights (per layer or module) add up to 0 for some tensor is refused:
+    that tensor would come out all zeros (0/0 when normalising), whatever the inputs hold."""
+    if recipe.merge_method not in LINEAR_FAMILY:
+        return
+    for entry in tensors:
+        if entry.action == "merge" and entry.params is not None and sum(entry.params.weights) == 0:
+            raise RecipeError("sources", f"the weights (VLM and sources) add up to 0 for {entry.name}, so "
+                                         f"{recipe.merge_method} would make it all zeros",
+                              "change the gradients or filter rules so that every tensor's weights add up to 1")
 
 
 def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:

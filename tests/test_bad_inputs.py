@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -182,3 +185,42 @@ def test_pickle_only_checkpoint_needs_allow_pickle(tiny_family, tmp_path, write_
     assert "allow_pickle" in line
     code, out, err = run_cli("merge", write_recipe(recipe | {"allow_pickle": True}), "--quiet")
     assert code == 0, err
+
+
+@pytest.mark.parametrize("assignment,field", [("lambda=.nan", "'lambda'"), ("sources.0.weight=.inf", "sources[0].weight"),
+                                              ("vlm.weight=1e308", "'vlm.weight'"), ("lambda=-.inf", "'lambda'")])
+def test_non_finite_or_huge_numbers_are_refused_at_validation(assignment, field, tiny_family, write_recipe, run_cli,
+                                                              isolated_cache):
+    family = tiny_family("qwen2_vl")
+    recipe = write_recipe({"vlm": {"model": str(family.vlm), "weight": 0.9}, "method": "linear",
+                           "sources": [{"model": str(family.reasoning), "weight": 0.1}]})
+    for command in ("validate", "merge"):
+        code, out, err = run_cli(command, recipe, "--set", assignment, "--quiet")
+        lines = err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and field in lines[0] and "finite" in lines[0], (out, err)
+    assert not isolated_cache.exists() or not any(isolated_cache.iterdir())
+
+
+def test_lmms_eval_model_args_go_through_the_same_number_checks(tmp_path):
+    command = [str(Path(sys.executable).parent / "lmms_eval"), "--model", "merged_vlm", "--model_args",
+               "recipe=tiny-world,lambda=.nan", "--tasks", "mvlm_probe_perception", "--limit", "1",
+               "--output_path", str(tmp_path / "out")]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=tmp_path, check=False,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert result.returncode == 2 and len(lines) == 1, result.stderr[-3000:]
+    assert "'lambda'" in lines[0] and "finite" in lines[0] and not (tmp_path / "out").exists()
+
+
+def test_linear_weights_that_add_up_to_zero_are_refused(tiny_family, write_recipe, run_cli, isolated_cache):
+    """Nothing to mix: every merged tensor, layernorms included, would be all zeros."""
+    family = tiny_family("qwen2_vl")
+    recipe = {"vlm": {"model": str(family.vlm), "weight": 0}, "method": "linear",
+              "sources": [{"model": str(family.reasoning), "weight": 0}]}
+    for command in ("validate", "merge"):
+        line = _assert_refused(run_cli, write_recipe(recipe), "'sources'", isolated_cache, command)
+        assert "add up to 0" in line
+    per_layer = recipe | {"vlm": {"model": str(family.vlm), "weight": [1.0, 0.0]},
+                          "sources": [{"model": str(family.reasoning), "weight": [0.0, 0.0]}]}
+    line = _assert_refused(run_cli, write_recipe(per_layer), "'sources'", isolated_cache, "validate")
+    assert "add up to 0 for" in line

@@ -156,7 +156,7 @@ def test_publish_flushes_files_and_folders_before_and_after_the_rename(tmp_path,
         synced.append((target.name, (tmp_path / "entry").exists()))
         real(fd)
 
-    monkeypatch.setattr(cache.os, "fsync", recording)
+    monkeypatch.setattr(os, "fsync", recording)
 
     def build(folder: Path) -> None:
         (folder / "model.safetensors").write_bytes(b"x" * 10)
