@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import torch
 from filelock import FileLock
 
+from merge_models.errors import StorageError
 from merge_models.output import verify_checkpoint, write_checkpoint
 from merge_models.plan import MergePlan
 from merge_models.settings import cache_root
@@ -27,23 +31,36 @@ def publish(target: Path, build: Callable[[Path], None], replace: bool = False) 
     its files and the folder are flushed to disk before the rename, and the parent after it.
     """
     target = target.absolute()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = target.parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
-    temp.mkdir()
+    with writing(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        temp = target.parent / f"{TEMP_PREFIX}{target.name}-{uuid.uuid4().hex[:8]}"
+        temp.mkdir()
+        try:
+            build(temp)
+            sync_tree(temp)
+            if target.exists() and replace:
+                old = target.parent / f"{TEMP_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
+                target.rename(old)
+                temp.rename(target)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                temp.rename(target)
+            _fsync(target.parent)
+        except BaseException:
+            shutil.rmtree(temp, ignore_errors=True)
+            raise
+
+
+@contextmanager
+def writing(place: Path) -> Iterator[None]:
+    """An OSError while writing at `place` (full disk, read-only or unwritable folder) becomes one line, exit 1."""
     try:
-        build(temp)
-        sync_tree(temp)
-        if target.exists() and replace:
-            old = target.parent / f"{TEMP_PREFIX}{target.name}-old-{uuid.uuid4().hex[:8]}"
-            target.rename(old)
-            temp.rename(target)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            temp.rename(target)
-        _fsync(target.parent)
-    except BaseException:
-        shutil.rmtree(temp, ignore_errors=True)
-        raise
+        yield
+    except OSError as exc:
+        reason = exc.strerror or str(exc) or type(exc).__name__
+        fix = "free disk space there" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else "make it writable"
+        raise StorageError(f"could not write the merged checkpoint at {place}: {reason}; {fix}, or write "
+                           "elsewhere (MERGED_VLM_CACHE=DIR for the merge cache, --out DIR for `merge`)") from None
 
 
 def sync_tree(folder: Path) -> None:
@@ -66,20 +83,22 @@ def cached_checkpoint(plan: MergePlan, quiet: bool = True, device: torch.device 
     """The cache entry for a plan, merging it first (on `device`) unless a verified entry exists.
 
     Returns (directory, hit). A hit reads every byte of the entry to check it against the digests recorded
-    when it was written; a damaged entry is merged again, with a warning. An inter-process lock makes concurrent callers merge once: the
-    others wait and then find the entry. Leftovers of killed merges are removed under the lock.
+    when it was written; a damaged entry is merged again, with a warning. An inter-process lock makes
+    concurrent callers merge once: the others wait and then find the entry. Leftovers of killed merges
+    are removed under the lock.
     """
     root = cache_root()
-    root.mkdir(parents=True, exist_ok=True)
     entry = root / plan.recipe_hash
-    with FileLock(str(root / f"{plan.recipe_hash}.lock")):
-        for stale in root.glob(f"{TEMP_PREFIX}{plan.recipe_hash}-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        if entry.is_dir():
-            problem = verify_checkpoint(entry, plan.recipe_hash)
-            if problem is None:
-                return entry, True
-            logger.warning("merge cache: entry %s is damaged (%s); merging it again", plan.recipe_hash, problem)
-            shutil.rmtree(entry)
-        publish(entry, lambda temp: write_checkpoint(plan, temp, quiet, device))
+    with writing(root):
+        root.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(root / f"{plan.recipe_hash}.lock")):
+            for stale in root.glob(f"{TEMP_PREFIX}{plan.recipe_hash}-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            if entry.is_dir():
+                problem = verify_checkpoint(entry, plan.recipe_hash)
+                if problem is None:
+                    return entry, True
+                logger.warning("merge cache: entry %s is damaged (%s); merging it again", plan.recipe_hash, problem)
+                shutil.rmtree(entry)
+            publish(entry, lambda temp: write_checkpoint(plan, temp, quiet, device))
     return entry, False

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import struct
 import threading
 from dataclasses import dataclass, field, replace
@@ -279,12 +280,27 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
         try:
             shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
         except Exception as exc:
+            refused = _refusal(exc)
+            if refused:
+                raise CheckpointError(f"{field}.model", f"{file} was refused: it asks to load something that is not "
+                                      f"a tensor ({refused}), which a weights file never needs, so it may be "
+                                      "malicious", "do not load it; use a safetensors copy from a source you trust"
+                                      ) from None
             raise CheckpointError(f"{field}.model", f"{file} could not be read ({type(exc).__name__})",
                                   "download the checkpoint again") from None
         for name, tensor in shard.items():
             tensors[name] = TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), 0,
                                        tensor.numel() * tensor.element_size())
     return tensors
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What torch's weights-only unpickler refused (e.g. "Trying to load unsupported GLOBAL posix.system ..."),
+    or None when `exc` is not such a refusal (a damaged file, say)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line[:160] for line in lines if "unsupported" in line.lower()), None)
 
 
 def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:

@@ -388,6 +388,16 @@ def load_recipe(reference: str | Path, overrides: dict[str, Any] | None = None) 
     return parse_recipe(data)
 
 
+def parse_value(text: str, option: str, item: str) -> Any:
+    """A command-line value (`--set`, `--grid`) read as plain YAML: a number, boolean, string or list."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or "not valid YAML").split("\n")[0]
+        raise RecipeError(option, f"{item!r}: the value is not plain YAML ({problem})",
+                          "write a number, true/false, text or a list such as [0.1, 0.2]") from None
+
+
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
     """Set dotted fields such as `lambda`, `vlm.weight` or `sources.0.density` in a recipe mapping."""
     data = copy.deepcopy(data)

@@ -224,3 +224,100 @@ def test_linear_weights_that_add_up_to_zero_are_refused(tiny_family, write_recip
                           "sources": [{"model": str(family.reasoning), "weight": [0.0, 0.0]}]}
     line = _assert_refused(run_cli, write_recipe(per_layer), "'sources'", isolated_cache, "validate")
     assert "add up to 0 for" in line
+
+
+def _linear(family) -> dict:
+    return {"vlm": {"model": str(family.vlm), "weight": 0.9}, "method": "linear",
+            "sources": [{"model": str(family.reasoning), "weight": 0.1}]}
+
+
+def _one_line(code: int, err: str, status: int) -> str:
+    lines = [line for line in err.strip().splitlines() if line]
+    assert code == status and len(lines) == 1 and "Traceback" not in err, (code, err)
+    return lines[0]
+
+
+@pytest.mark.parametrize("value", ["!!python/object/apply:os.system ['true']", "[1,", "{a: 1"])
+def test_a_yaml_tag_or_bad_yaml_in_set_and_grid_is_one_line(value, tiny_family, write_recipe, run_cli, tmp_path,
+                                                            isolated_cache):
+    recipe = write_recipe(_linear(tiny_family("qwen2_vl")))
+    line = _one_line(*run_cli("merge", recipe, "--set", f"lambda={value}", "--quiet")[::2], 2)
+    assert "--set" in line and "not plain YAML" in line
+    code, _, err = run_cli("sweep", recipe, "--grid", f"lambda={value}", "--tasks", "mvlm_probe", "--limit", "1",
+                           "--out", str(tmp_path / "sw"), "--no-ingest", "--quiet")
+    assert "--grid" in _one_line(code, err, 2)
+    assert not (tmp_path / "sw").exists() and not isolated_cache.exists()
+
+
+def test_out_naming_an_existing_file_is_one_line_and_leaves_it(tiny_family, write_recipe, run_cli, tmp_path):
+    target = tmp_path / "notes.txt"
+    target.write_text("mine")
+    for extra in ((), ("--force",)):
+        code, _, err = run_cli("merge", write_recipe(_linear(tiny_family("qwen2_vl"))), "--out", target, "--quiet",
+                               *extra)
+        assert "--out" in _one_line(code, err, 2) and target.read_text() == "mine"
+
+
+@pytest.mark.parametrize("where", ["cache", "out"])
+def test_a_full_disk_during_the_merge_is_one_line_exit_1_and_leaves_nothing(where, tiny_family, write_recipe,
+                                                                           run_cli, tmp_path, monkeypatch,
+                                                                           isolated_cache):
+    import errno
+
+    import merge_models.safetensors_writer as writer
+
+    calls = []
+    real = os.pwrite
+
+    def full(fd, data, offset):
+        calls.append(offset)
+        if len(calls) > 2:  # the header and a first tensor fit; then the disk is full
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data, offset)
+
+    monkeypatch.setattr(writer.os, "pwrite", full)
+    out = () if where == "cache" else ("--out", tmp_path / "merged")
+    code, _, err = run_cli("merge", write_recipe(_linear(tiny_family("qwen2_vl"))), *out, "--quiet")
+    line = _one_line(code, err, 1)
+    assert "No space left on device" in line and "free disk space" in line, line
+    left = [p.name for p in isolated_cache.iterdir() if not p.name.endswith((".lock", ".sqlite"))] \
+        if isolated_cache.exists() else []
+    assert left == [] and not (tmp_path / "merged").exists()
+    assert not any(p.name.startswith(".tmp-") for p in tmp_path.iterdir())
+
+
+def test_a_read_only_cache_is_one_line_exit_1(tiny_family, write_recipe, run_cli, monkeypatch, isolated_cache):
+    import errno
+
+    real = Path.mkdir
+
+    def read_only(self, *args, **kwargs):
+        if self == isolated_cache or isolated_cache in self.parents:
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(self))
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    code, _, err = run_cli("merge", write_recipe(_linear(tiny_family("qwen2_vl"))), "--quiet")
+    line = _one_line(code, err, 1)
+    assert "Read-only file system" in line and "MERGED_VLM_CACHE" in line and not isolated_cache.exists()
+
+
+class _Payload:
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_a_malicious_pickle_is_reported_as_such(tiny_family, tmp_path, write_recipe, run_cli, isolated_cache):
+    family = tiny_family("qwen2_vl")
+    source = _copy(family.reasoning, tmp_path / "pickled")
+    marker = tmp_path / "code-ran"
+    torch.save({**load_file(source / "model.safetensors"), "payload": _Payload(marker)}, source / "pytorch_model.bin")
+    (source / "model.safetensors").unlink()
+    recipe = _good(family) | {"allow_pickle": True,
+                              "sources": [{"model": str(source), "weight": 0.5, "density": 0.5}]}
+    line = _assert_refused(run_cli, write_recipe(recipe), "sources[0].model", isolated_cache)
+    assert "may be malicious" in line and "posix.system" in line and "download the checkpoint again" not in line
+    assert not marker.exists()
