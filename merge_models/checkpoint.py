@@ -134,6 +134,24 @@ class Checkpoint:
             if name not in self._memory:
                 self._memory[name] = self.read(name)
 
+    def support_files(self) -> list[Path]:
+        """The files beside the weights (configs, tokenizer, processor, templates). A symbolic link that leads
+        outside the checkpoint folder (for a Hub snapshot: outside its repository's cache folder, where the
+        Hub keeps the files a snapshot links to) is refused, so no other file's content is ever copied."""
+        root = (self.path.parents[1] if self.hub_identity is not None else self.path).resolve()
+        files = []
+        for item in sorted(self.path.iterdir()):
+            if item.name.startswith(".") or is_weight_file(item.name):
+                continue
+            target = item.resolve()
+            if not target.is_relative_to(root):
+                raise CheckpointError(f"{self.field}.model", f"{item.name} in {self.path} is a link to {target}, "
+                                      "outside the checkpoint folder", "replace the link by a copy of the file "
+                                      "(cp --dereference) if you trust it")
+            if target.is_file():
+                files.append(item)
+        return files
+
     def relabel(self, field: str) -> "Checkpoint":
         """The same checkpoint (sharing files and memory) under another recipe field name."""
         return replace(self, field=field)

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 import yaml
 
-from merge_models.checkpoint import dtype_name, is_weight_file, itemsize
+from merge_models.checkpoint import dtype_name, itemsize
 from merge_models.content_digest import ALGORITHM, content_digest
 from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
@@ -125,10 +125,9 @@ class HostRing:
 
 
 def _copy_support_files(plan: MergePlan, out_dir: Path) -> None:
-    for item in sorted(plan.vlm.path.iterdir()):
-        if item.is_file() and not item.name.startswith(".") and not is_weight_file(item.name) \
-                and item.name not in ("README.md", MANIFEST, RECIPE_FILE):
-            shutil.copyfile(item, out_dir / item.name)
+    for item in plan.vlm.support_files():
+        if item.name not in ("README.md", MANIFEST, RECIPE_FILE):
+            shutil.copyfile(item.resolve(), out_dir / item.name)
     config_file = out_dir / "config.json"
     config = json.loads(config_file.read_text())
     _set_dtype(config, dtype_name(plan.out_dtype))

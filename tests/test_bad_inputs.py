@@ -321,3 +321,46 @@ def test_a_malicious_pickle_is_reported_as_such(tiny_family, tmp_path, write_rec
     line = _assert_refused(run_cli, write_recipe(recipe), "sources[0].model", isolated_cache)
     assert "may be malicious" in line and "posix.system" in line and "download the checkpoint again" not in line
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("which", ["vlm", "reasoning"])
+def test_config_sizes_must_match_the_tensors(which, tiny_family, tmp_path, write_recipe, run_cli, isolated_cache):
+    """Every config says hidden 256 while the tensors are narrower: validate must not say "compatible"."""
+    family = tiny_family("qwen2_vl")
+    copies = {name: _copy(getattr(family, name), tmp_path / name) for name in ("vlm", "reasoning")}
+    for name in (["vlm", "reasoning"] if which == "vlm" else ["reasoning"]):
+        config = json.loads((copies[name] / "config.json").read_text())
+        for node in (config, config.get("text_config")):
+            if isinstance(node, dict) and "hidden_size" in node:
+                node["hidden_size"] = 256
+        (copies[name] / "config.json").write_text(json.dumps(config))
+    recipe = {"vlm": {"model": str(copies["vlm"]), "weight": 0.9}, "method": "linear",
+              "sources": [{"model": str(copies["reasoning"]), "weight": 0.1}]}
+    field = "vlm.model" if which == "vlm" else "sources[0].model"
+    line = _assert_refused(run_cli, write_recipe(recipe), field, isolated_cache, "validate")
+    assert "hidden size 256" in line and "config.json" in line
+
+
+def test_support_files_linking_outside_the_checkpoint_are_refused(tiny_family, tmp_path, write_recipe, run_cli,
+                                                                  isolated_cache):
+    """A tokenizer file that is a link to a private file elsewhere is not copied into the merged checkpoint;
+    a link to a file inside the checkpoint folder is followed."""
+    family = tiny_family("qwen2_vl")
+    vlm = _copy(family.vlm, tmp_path / "vlm")
+    secret = tmp_path / "secret.txt"
+    secret.write_text("private")
+    (vlm / "chat_template.jinja").unlink(missing_ok=True)
+    (vlm / "chat_template.jinja").symlink_to(secret)
+    recipe = _linear(family) | {"vlm": {"model": str(vlm), "weight": 0.9}}
+    for command in ("validate", "merge"):
+        line = _assert_refused(run_cli, write_recipe(recipe), "vlm.model", isolated_cache, command)
+        assert "chat_template.jinja" in line and "outside the checkpoint folder" in line
+    (vlm / "chat_template.jinja").unlink()
+    (vlm / "extra").mkdir()
+    (vlm / "extra" / "template.jinja").write_text("{{ messages }}")
+    (vlm / "chat_template.jinja").symlink_to(vlm / "extra" / "template.jinja")
+    out = tmp_path / "merged"
+    code, _, err = run_cli("merge", write_recipe(recipe), "--out", out, "--quiet")
+    assert code == 0, err
+    copied = out / "chat_template.jinja"
+    assert not copied.is_symlink() and copied.read_text() == "{{ messages }}"
