@@ -323,21 +323,19 @@ def test_a_malicious_pickle_is_reported_as_such(tiny_family, tmp_path, write_rec
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("which", ["vlm", "reasoning"])
-def test_config_sizes_must_match_the_tensors(which, tiny_family, tmp_path, write_recipe, run_cli, isolated_cache):
+def test_config_sizes_must_match_the_tensors(tiny_family, tmp_path, write_recipe, run_cli, isolated_cache):
     """Every config says hidden 256 while the tensors are narrower: validate must not say "compatible"."""
     family = tiny_family("qwen2_vl")
     copies = {name: _copy(getattr(family, name), tmp_path / name) for name in ("vlm", "reasoning")}
-    for name in (["vlm", "reasoning"] if which == "vlm" else ["reasoning"]):
-        config = json.loads((copies[name] / "config.json").read_text())
+    for folder in copies.values():
+        config = json.loads((folder / "config.json").read_text())
         for node in (config, config.get("text_config")):
             if isinstance(node, dict) and "hidden_size" in node:
                 node["hidden_size"] = 256
-        (copies[name] / "config.json").write_text(json.dumps(config))
+        (folder / "config.json").write_text(json.dumps(config))
     recipe = {"vlm": {"model": str(copies["vlm"]), "weight": 0.9}, "method": "linear",
               "sources": [{"model": str(copies["reasoning"]), "weight": 0.1}]}
-    field = "vlm.model" if which == "vlm" else "sources[0].model"
-    line = _assert_refused(run_cli, write_recipe(recipe), field, isolated_cache, "validate")
+    line = _assert_refused(run_cli, write_recipe(recipe), "vlm.model", isolated_cache, "validate")
     assert "hidden size 256" in line and "config.json" in line
 
 
