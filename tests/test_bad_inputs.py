@@ -362,3 +362,23 @@ def test_support_files_linking_outside_the_checkpoint_are_refused(tiny_family, t
     assert code == 0, err
     copied = out / "chat_template.jinja"
     assert not copied.is_symlink() and copied.read_text() == "{{ messages }}"
+
+
+def test_a_merge_that_zeroes_a_tensor_no_input_holds_as_zeros_is_refused(tiny_family, tmp_path, write_recipe,
+                                                                        run_cli, isolated_cache):
+    """task_arithmetic with weights 1 and -1: base + tau_vlm - tau_src is zero where vlm = 2, base = 1, src = 3."""
+    family = tiny_family("qwen2_vl")
+    copies = {role: _copy(getattr(family, role), tmp_path / role) for role in ("vlm", "base", "reasoning")}
+    vlm_name = next(n for n in load_file(copies["vlm"] / "model.safetensors")
+                    if n.endswith("norm.weight") and "layers" not in n and "visual" not in n)
+    for role, name, value in (("vlm", vlm_name, 2.0), ("base", "model.norm.weight", 1.0),
+                              ("reasoning", "model.norm.weight", 3.0)):
+        weights = load_file(copies[role] / "model.safetensors")
+        weights[name] = torch.full_like(weights[name], value)
+        save_file(weights, copies[role] / "model.safetensors")
+    recipe = {"vlm": {"model": str(copies["vlm"]), "weight": 1.0}, "base": str(copies["base"]),
+              "method": "task_arithmetic", "sources": [{"model": str(copies["reasoning"]), "weight": -1.0}]}
+    code, _, err = run_cli("merge", write_recipe(recipe), "--quiet")
+    line = _one_line(code, err, 2)
+    assert vlm_name in line and "all zeros" in line and "cancel" in line
+    assert not [p for p in isolated_cache.iterdir() if p.is_dir()], "no cache entry, no temporary folder"
