@@ -146,7 +146,7 @@ def test_flipped_tensor_bytes_are_not_served_but_merged_again(tiny_family, caplo
 
 
 def test_publish_flushes_files_and_folders_before_and_after_the_rename(tmp_path, monkeypatch):
-    import merge_models.cache as cache
+    from merge_models import cache
 
     synced: list[tuple[str, bool]] = []
     real = os.fsync

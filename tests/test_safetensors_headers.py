@@ -12,7 +12,7 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from merge_models.checkpoint import _index_safetensors
@@ -53,7 +53,7 @@ def test_a_header_that_lies_is_refused_naming_file_and_tensor(damage, tiny_famil
     vlm, name = _damaged_vlm(family, tmp_path, damage)
     recipe = {"vlm": {"model": str(vlm), "weight": 0.9}, "method": "linear",
               "sources": [{"model": str(family.reasoning), "weight": 0.1}]}
-    code, out, err = run_cli("merge", write_recipe(recipe), "--quiet")
+    code, _, err = run_cli("merge", write_recipe(recipe), "--quiet")
     lines = err.strip().splitlines()
     assert code == 2 and len(lines) == 1, err
     assert "vlm.model" in lines[0] and "model.safetensors" in lines[0] and name in lines[0], lines[0]
@@ -139,7 +139,7 @@ def _library_reads(file: Path) -> dict[str, torch.Tensor] | None:
     try:
         with safe_open(str(file), "pt") as handle:
             return {name: handle.get_tensor(name) for name in handle.keys()}  # noqa: SIM118 (not a dict)
-    except Exception:
+    except SafetensorError:
         return None
 
 
