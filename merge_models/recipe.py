@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
@@ -34,6 +35,8 @@ DOCS = "docs/recipes.md"
 # The largest magnitude a weight, lambda or mergekit parameter may take. Published recipes stay within a few
 # units; beyond this a "merge" only amplifies the inputs, and float16/bfloat16 outputs overflow.
 NUMBER_LIMIT = 100.0
+# mergekit parameters that count rather than weigh (karcher's iterations): finite, but not bounded by NUMBER_LIMIT.
+UNBOUNDED_MERGEKIT_PARAMETERS = ("max_iter",)
 # Methods whose result is the weighted sum of whole models (divided by the weights' sum when normalising).
 LINEAR_FAMILY = ("linear", "mergekit.linear")
 
@@ -222,7 +225,7 @@ def _check_parameters(recipe: Recipe) -> None:
     _check_bounded("lambda", recipe.lambda_)
     for key, value in recipe.mergekit_parameters.items():
         if not isinstance(value, bool):
-            _check_bounded(f"mergekit_parameters.{key}", value)
+            _check_bounded(f"mergekit_parameters.{key}", value, key not in UNBOUNDED_MERGEKIT_PARAMETERS)
     for field, ref in refs + ([("base", recipe.base)] if recipe.base else []):
         _check_bounded(f"{field}.weight", ref.weight)
     for field, ref in refs:
@@ -297,10 +300,12 @@ def _check_negative_weight(recipe: Recipe, info: MethodInfo, field: str, weight:
                           "set `normalize: false` (the default of these methods)")
 
 
-def _check_bounded(field: str, value: ParamValue | None) -> None:
-    """Every number of a weight-like parameter is finite and within NUMBER_LIMIT."""
+def _check_bounded(field: str, value: ParamValue | None, bounded: bool = True) -> None:
+    """Every number of a parameter is finite and, when `bounded`, within NUMBER_LIMIT."""
     for number in all_numbers(value):
-        if not abs(number) <= NUMBER_LIMIT:  # also false for NaN
+        if not math.isfinite(number):
+            raise RecipeError(field, f"must be a finite number, got {number}", "write e.g. 0.5")
+        if bounded and abs(number) > NUMBER_LIMIT:
             raise RecipeError(field, f"must be a finite number between -{NUMBER_LIMIT:g} and {NUMBER_LIMIT:g}, "
                                      f"got {number}", "write e.g. 0.5")
 

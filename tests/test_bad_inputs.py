@@ -382,3 +382,20 @@ def test_a_merge_that_zeroes_a_tensor_no_input_holds_as_zeros_is_refused(tiny_fa
     line = _one_line(code, err, 2)
     assert vlm_name in line and "all zeros" in line and "cancel" in line
     assert not [p for p in isolated_cache.iterdir() if p.is_dir()], "no cache entry, no temporary folder"
+
+
+def test_mergekit_parameters_must_be_finite(tiny_family):
+    from merge_models.errors import RecipeError
+    from merge_models.recipe import parse_recipe
+
+    family = tiny_family("qwen2_vl")
+    recipe = {"vlm": {"model": str(family.vlm), "weight": 1.0}, "base": str(family.base), "method": "mergekit.della",
+              "sources": [{"model": str(family.reasoning), "weight": 0.5, "density": 0.5}]}
+    for value, problem in ((float("nan"), "finite"), (float("inf"), "finite"), (1e300, "finite number between")):
+        with pytest.raises(RecipeError, match=rf"'mergekit_parameters.epsilon': must be a {problem}"):
+            parse_recipe(recipe | {"mergekit_parameters": {"epsilon": value}})
+    karcher = recipe | {"method": "mergekit.karcher", "mergekit_parameters": {"max_iter": 500}}
+    del karcher["sources"][0]["density"]
+    assert parse_recipe(karcher).mergekit_parameters["max_iter"] == 500
+    with pytest.raises(RecipeError, match="'mergekit_parameters.max_iter': must be a finite number"):
+        parse_recipe(karcher | {"mergekit_parameters": {"max_iter": float("inf")}})
