@@ -7,7 +7,8 @@ probe documents:
      llava_hf's chat path supports);
   2. load time: a cold merge (into the cache, and in memory), a cache hit, and loading the
      pre-merged checkpoint with transformers (targets: cache hit <= 1.1x pre-merged; in-memory
-     merge + load <= 1.5x pre-merged; both of the latter timed up to every weight page read);
+     merge + load <= 1.5x pre-merged; both of the latter timed up to every weight page read); a
+     cache hit checks the content digest of every shard, and that check is also timed alone;
   3. bytes read by the in-memory merge + load (cache=false), from /proc/self/io (every read
      system call of the process) and from the merge's own reader, against the inputs' tensor bytes
      (target: each input byte read once).
@@ -114,6 +115,7 @@ def run(args: argparse.Namespace) -> None:
     from harness_ext.evaluate import evaluate, task_manager
     from harness_ext.lmms_model import MergedVLMChat
     from lmms_eval.models import get_model
+    from merge_models.output import verify_checkpoint
     from merge_models.plan import build_plan
     from merge_models.recipe import load_recipe
 
@@ -135,6 +137,10 @@ def run(args: argparse.Namespace) -> None:
         MergedVLMChat(recipe=str(recipe), quiet=True, cache=False)
     plan = build_plan(load_recipe(recipe))
     input_bytes = sum(meta.nbytes for c in plan.checkpoints() for meta in c.tensors.values())
+    entry = args.work / "cache" / plan.recipe_hash
+    entry_bytes = sum(f.stat().st_size for f in entry.glob("*.safetensors"))
+    check, problem = timed(lambda: verify_checkpoint(entry, plan.recipe_hash), args.repeats)
+    assert problem is None, problem
     plan.close()
     in_memory, _ = timed(lambda: touched(MergedVLMChat(recipe=str(recipe), quiet=True, cache=False).model),
                          args.repeats)
@@ -151,6 +157,8 @@ def run(args: argparse.Namespace) -> None:
     print(f"  cold merge into the cache + load   {cold:7.2f} s")
     print(f"  cold merge in memory + load        {in_memory:7.2f} s")
     print(f"  cache hit                          {hit:7.2f} s")
+    print(f"    of which the entry's check       {check:7.2f} s  ({entry_bytes / 1e6:,.0f} MB of shards hashed "
+          f"at {entry_bytes / check / 1e9:.1f} GB/s)")
     print(f"  pre-merged checkpoint (transformers) {pre:5.2f} s")
     print("\nbytes read by one in-memory merge + load (cache=false)")
     print(f"  inputs' tensor bytes (VLM, reasoning LLM)      {input_bytes:>12,}")

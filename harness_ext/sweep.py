@@ -17,10 +17,9 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import yaml
-
 from merge_models.errors import MergeError, RecipeError
-from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_recipe_document, resolve_recipe_path
+from merge_models.recipe import (Recipe, apply_overrides, parse_recipe, parse_value, read_recipe_document,
+                                 resolve_recipe_path)
 
 if TYPE_CHECKING:
     from harness_ext.remerge import InPlaceMerger
@@ -51,7 +50,7 @@ def parse_grid(specs: list[str]) -> dict[str, list[Any]]:
         if not sep or not key or not values:
             raise RecipeError("--grid", f"{spec!r} is not key=values", "write e.g. --grid lambda=0.1:1.0:0.1")
         grid[key.strip()] = _range(values, spec) if values.count(":") == 2 else \
-            [yaml.safe_load(v) for v in values.split(",")]
+            [parse_value(v, "--grid", spec) for v in values.split(",")]
     return grid
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pickle
 import struct
 import threading
 from dataclasses import dataclass, field, replace
@@ -19,13 +20,8 @@ from merge_models.errors import CheckpointError
 from merge_models.fingerprint import file_digest
 from merge_models.language_config import LanguageConfig, language_config
 from merge_models.recipe import ModelRef
+from merge_models.safetensors_header import HeaderError, read_header
 
-SAFETENSORS_DTYPES: dict[str, torch.dtype] = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}
-SAFETENSORS_NAMES = {v: k for k, v in SAFETENSORS_DTYPES.items()}
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt", ".msgpack", ".h5")
 WEIGHT_INDEXES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
 PICKLE_INDEX = "pytorch_model.bin.index.json"
@@ -137,6 +133,24 @@ class Checkpoint:
         for name in self.canonical_map.values():
             if name not in self._memory:
                 self._memory[name] = self.read(name)
+
+    def support_files(self) -> list[Path]:
+        """The files beside the weights (configs, tokenizer, processor, templates). A symbolic link that leads
+        outside the checkpoint folder (for a Hub snapshot: outside its repository's cache folder, where the
+        Hub keeps the files a snapshot links to) is refused, so no other file's content is ever copied."""
+        root = (self.path.parents[1] if self.hub_identity is not None else self.path).resolve()
+        files = []
+        for item in sorted(self.path.iterdir()):
+            if item.name.startswith(".") or is_weight_file(item.name):
+                continue
+            target = item.resolve()
+            if not target.is_relative_to(root):
+                raise CheckpointError(f"{self.field}.model", f"{item.name} in {self.path} is a link to {target}, "
+                                      "outside the checkpoint folder", "replace the link by a copy of the file "
+                                      "(cp --dereference) if you trust it")
+            if target.is_file():
+                files.append(item)
+        return files
 
     def relabel(self, field: str) -> "Checkpoint":
         """The same checkpoint (sharing files and memory) under another recipe field name."""
@@ -265,39 +279,16 @@ def _weight_files(path: Path, index_name: str, pattern: str, field: str) -> list
     return sorted(p for p in path.glob(pattern) if p.is_file() and not p.name.startswith("."))
 
 
-def read_safetensors_header(file: Path) -> tuple[dict[str, Any], int]:
-    """The JSON header of a safetensors file and the byte offset where its data begins."""
-    size = file.stat().st_size
-    with open(file, "rb") as handle:
-        prefix = handle.read(8)
-        if len(prefix) < 8:
-            raise ValueError("shorter than a safetensors header")
-        (length,) = struct.unpack("<Q", prefix)
-        if length > min(size - 8, 100 * 1024**2):
-            raise ValueError("header length exceeds the file")
-        header = json.loads(handle.read(length))
-    if not isinstance(header, dict):
-        raise ValueError("header is not a JSON object")
-    return header, 8 + length
-
-
 def _index_safetensors(files: list[Path], field: str) -> dict[str, TensorMeta]:
     tensors: dict[str, TensorMeta] = {}
     for file in files:
         try:
-            header, data_start = read_safetensors_header(file)
-            size = file.stat().st_size
-            for name, info in header.items():
-                if name == "__metadata__":
-                    continue
-                begin, end = info["data_offsets"]
-                dtype = SAFETENSORS_DTYPES[info["dtype"]]
-                if data_start + end > size:
-                    raise ValueError(f"tensor {name} runs past the end of the file (truncated?)")
-                tensors[name] = TensorMeta(name, file, dtype, tuple(info["shape"]), data_start + begin, data_start + end)
-        except (ValueError, KeyError, TypeError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+            entries, data_start, _ = read_header(file)
+        except HeaderError as exc:
             raise CheckpointError(f"{field}.model", f"{file} is not a valid safetensors file ({exc})",
                                   "download the checkpoint again") from None
+        for name, e in entries.items():
+            tensors[name] = TensorMeta(name, file, e.dtype, e.shape, data_start + e.begin, data_start + e.end)
     return tensors
 
 
@@ -307,12 +298,27 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
         try:
             shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
         except Exception as exc:
+            refused = _refusal(exc)
+            if refused:
+                raise CheckpointError(f"{field}.model", f"{file} was refused: it asks to load something that is not "
+                                      f"a tensor ({refused}), which a weights file never needs, so it may be "
+                                      "malicious", "do not load it; use a safetensors copy from a source you trust"
+                                      ) from None
             raise CheckpointError(f"{field}.model", f"{file} could not be read ({type(exc).__name__})",
                                   "download the checkpoint again") from None
         for name, tensor in shard.items():
             tensors[name] = TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), 0,
                                        tensor.numel() * tensor.element_size())
     return tensors
+
+
+def _refusal(exc: Exception) -> str | None:
+    """What torch's weights-only unpickler refused (e.g. "Trying to load unsupported GLOBAL posix.system ..."),
+    or None when `exc` is not such a refusal (a damaged file, say)."""
+    if not isinstance(exc, pickle.UnpicklingError):
+        return None
+    lines = [line.strip() for line in str(exc).splitlines()]
+    return next((line[:160] for line in lines if "unsupported" in line.lower()), None)
 
 
 def _local_identity(path: Path, weight_files: list[Path]) -> dict[str, Any]:

@@ -34,3 +34,9 @@ class CheckpointError(MergeError):
         if fix:
             text += f"; {fix}"
         super().__init__(text)
+
+
+class StorageError(MergeError):
+    """The machine cannot hold what is being written (full disk, read-only or unwritable folder): exit status 1."""
+
+    exit_code = 1

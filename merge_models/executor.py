@@ -10,7 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from merge_models.checkpoint import itemsize
-from merge_models.errors import RecipeError
+from merge_models.errors import MergeError, RecipeError
 from merge_models.plan import MergePlan, TensorPlan
 from merge_models.runtime import merging, shared_pool
 from merge_models.streaming import READ_BLOCK, ChunkBuffers, TensorStream, tile_elements
@@ -58,15 +58,28 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
         state = method.prepare(stream, entry.params)
         several = stream.numel > stream.block  # smaller tensors are not worth the hand-offs
         workers = CPU_WORKERS if buffers.device.type == "cpu" and several and method.any_order(state) else 1
+        all_zero = True
         for block_start, block in _combined_blocks(method, entry, stream, state, output, workers):
+            all_zero = all_zero and not bool(block.any())  # one check per tensor, unless it is zero so far
             for target, offset, count in stream.placements(block_start, block.numel()):
                 yield target, block[offset:offset + count]
+    if all_zero and stream.numel:
+        _refuse_vanished(plan, stream)
     source = plan.vlm.tensors[entry.name]
     for first, stop in stream.unmerged_ranges():  # vocabulary rows without a partner in every input
         for start in range(first, stop, READ_BLOCK):
             count = min(READ_BLOCK, stop - start)
             raw = plan.vlm.read_into(entry.name, start, torch.empty(count * itemsize(source.dtype), dtype=torch.uint8))
             yield start, output(count, entry.out_dtype).copy_(raw.view(source.dtype))
+
+
+def _refuse_vanished(plan: MergePlan, stream: TensorStream) -> None:
+    """A merged tensor that came out all zeros although no input holds only zeros means the weights cancel
+    out (a layernorm of zeros silences the model): refused rather than written."""
+    if all(bool(checkpoint.read(name).any()) for checkpoint, name in stream.sources):
+        name = stream.sources[0][1]
+        raise MergeError(f"the merge made {name} all zeros although every input holds non-zero values: the "
+                         "weights and lambda cancel out; change them (see `merged-vlm plan` for what merges)")
 
 
 def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, output, workers: int

@@ -16,18 +16,25 @@ BLOCK = 1 << 22
 
 
 def file_digest(path: Path) -> str:
-    """sha256 of a file's content, computed once per (path, size, mtime, inode)."""
+    """sha256 of a file's content, computed once per (path, size, mtime, inode); computed every time when the
+    memo cannot be opened or written (a read-only cache, say)."""
     stat = path.stat()
     key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns, stat.st_ino)
-    connection = _connect()
+    try:
+        connection = _connect()
+    except (OSError, sqlite3.Error):
+        return _sha256(path)
     try:
         row = connection.execute("SELECT digest FROM digests WHERE path=? AND size=? AND mtime_ns=? AND inode=?",
                                  key).fetchone()
         if row:
             return row[0]
         digest = _sha256(path)
-        with connection:
-            connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)", (*key, digest))
+        try:
+            with connection:
+                connection.execute("INSERT OR REPLACE INTO digests VALUES (?, ?, ?, ?, ?)", (*key, digest))
+        except sqlite3.Error:
+            pass  # the memo only saves time
         return digest
     finally:
         connection.close()

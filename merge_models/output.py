@@ -15,10 +15,12 @@ from typing import Any
 import torch
 import yaml
 
-from merge_models.checkpoint import dtype_name, is_weight_file, itemsize, read_safetensors_header
+from merge_models.checkpoint import dtype_name, itemsize
+from merge_models.content_digest import ALGORITHM, content_digest
 from merge_models.executor import iterate_groups, merged_chunks, unchanged_tensor
 from merge_models.plan import MergePlan, TensorPlan, module_rows
 from merge_models.portable import relative_to_folder
+from merge_models.safetensors_header import HeaderError, read_header
 from merge_models.safetensors_writer import ShardWriter, tensor_bytes
 from merge_models.streaming import ChunkBuffers
 
@@ -123,10 +125,9 @@ class HostRing:
 
 
 def _copy_support_files(plan: MergePlan, out_dir: Path) -> None:
-    for item in sorted(plan.vlm.path.iterdir()):
-        if item.is_file() and not item.name.startswith(".") and not is_weight_file(item.name) \
-                and item.name not in ("README.md", MANIFEST, RECIPE_FILE):
-            shutil.copyfile(item, out_dir / item.name)
+    for item in plan.vlm.support_files():
+        if item.name not in ("README.md", MANIFEST, RECIPE_FILE):
+            shutil.copyfile(item.resolve(), out_dir / item.name)
     config_file = out_dir / "config.json"
     config = json.loads(config_file.read_text())
     _set_dtype(config, dtype_name(plan.out_dtype))
@@ -146,38 +147,50 @@ def _set_dtype(config: dict[str, Any], name: str) -> None:
 
 
 def file_digests(out_dir: Path, layout: dict[str, list[TensorPlan]]) -> dict[str, dict[str, Any]]:
-    """Size and header hash of every shard: what cache verification checks on reuse."""
+    """Size, header hash and content digest of every shard: what cache verification checks on each reuse."""
     out = {}
     for file in layout:
         path = out_dir / file
-        header, _ = read_safetensors_header(path)
-        blob = json.dumps(header, sort_keys=True).encode()
-        out[file] = {"size": path.stat().st_size, "header_sha256": hashlib.sha256(blob).hexdigest()}
+        _, _, header = read_header(path)
+        out[file] = {"size": path.stat().st_size, "header_sha256": _header_sha256(header),
+                     ALGORITHM: content_digest(path)}
     return out
 
 
 def verify_checkpoint(out_dir: Path, recipe_hash: str) -> str | None:
-    """None when `out_dir` holds a complete merge for `recipe_hash`, else what is wrong."""
+    """None when `out_dir` holds a complete merge for `recipe_hash` whose shards hold the bytes written,
+    else what is wrong. Every byte of every shard is read (hashed at several GB/s)."""
     manifest_file = out_dir / MANIFEST
     try:
         manifest = json.loads(manifest_file.read_text())
-    except (OSError, json.JSONDecodeError):
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError):
         return "no readable manifest"
-    if manifest.get("recipe_hash") != recipe_hash:
-        return f"manifest is for recipe hash {manifest.get('recipe_hash')}"
-    for file, expected in manifest.get("files", {}).items():
+    if not isinstance(manifest, dict) or manifest.get("recipe_hash") != recipe_hash:
+        return "the manifest is for another recipe"
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not files:
+        return "the manifest lists no shards"
+    for file, expected in files.items():
         path = out_dir / file
-        if not path.is_file() or path.stat().st_size != expected["size"]:
+        if not isinstance(expected, dict) or ALGORITHM not in expected:
+            return f"the manifest records no content digest of {file}"
+        if not path.is_file() or path.stat().st_size != expected.get("size"):
             return f"{file} is missing or has the wrong size"
         try:
-            header, _ = read_safetensors_header(path)
-        except (OSError, ValueError):
-            return f"{file} has an unreadable header"
-        if hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest() != expected["header_sha256"]:
+            _, _, header = read_header(path)
+        except (OSError, HeaderError) as exc:
+            return f"{file} has an invalid header ({exc})"
+        if _header_sha256(header) != expected.get("header_sha256"):
             return f"{file} header differs from the manifest"
+        if content_digest(path) != expected[ALGORITHM]:
+            return f"{file} content differs from the digest recorded when it was written"
     if not (out_dir / "config.json").is_file():
         return "config.json is missing"
     return None
+
+
+def _header_sha256(header: dict[str, Any]) -> str:
+    return hashlib.sha256(json.dumps(header, sort_keys=True).encode()).hexdigest()
 
 
 def write_descriptions(plan: MergePlan, out_dir: Path) -> None:

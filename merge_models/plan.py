@@ -19,7 +19,7 @@ from merge_models.errors import CheckpointError, RecipeError
 from merge_models.methods.native import TensorParams
 from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
 from merge_models.portable import portable_name
-from merge_models.recipe import Recipe
+from merge_models.recipe import LINEAR_FAMILY, Recipe
 from merge_models.schedule import resolve
 from merge_models.vocab import RowPairing, has_tokenizer, pair_by_index, pair_by_token, token_ids
 
@@ -122,6 +122,7 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     """
     info = method_info(recipe.merge_method)
     vlm = opener(recipe.vlm, "vlm", recipe.allow_pickle, require_vlm=True)
+    vlm.support_files()  # a link leading out of the checkpoint is refused before anything is merged
     base = None
     if recipe.base is not None:
         base = (opener if info.needs_base else open_checkpoint)(recipe.base, "base", recipe.allow_pickle)
@@ -136,6 +137,7 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     vocabulary = VocabularyPairing(recipe, vlm, others)
     tensors = [_plan_tensor(recipe, info, vlm, others, canonical_maps, meta.name, num_layers, out_dtype, vocabulary)
                for meta in ordered]
+    _check_weight_sums(recipe, tensors)
     used = {t.canonical for t in tensors if t.action == "merge"}
     unused = sum(len(set(canonical_maps[s.field]) - used) for s in sources)
     notes = setting_warnings(recipe, vlm, others) + vocabulary.warnings
@@ -144,6 +146,18 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     for line in notes:
         logger.warning("merge plan: %s", line)
     return plan
+
+
+def _check_weight_sums(recipe: Recipe, tensors: list[TensorPlan]) -> None:
+    """A linear-family merge whose weights (per layer or module) add up to 0 for some tensor is refused:
+    that tensor would come out all zeros (0/0 when normalising), whatever the inputs hold."""
+    if recipe.merge_method not in LINEAR_FAMILY:
+        return
+    for entry in tensors:
+        if entry.action == "merge" and entry.params is not None and sum(entry.params.weights) == 0:
+            raise RecipeError("sources", f"the weights (VLM and sources) add up to 0 for {entry.name}, so "
+                                         f"{recipe.merge_method} would make it all zeros",
+                              "change the gradients or filter rules so that every tensor's weights add up to 1")
 
 
 def recipe_hash(recipe: Recipe, plan: MergePlan) -> str:
@@ -184,6 +198,8 @@ def _legacy_conventions(doc: dict[str, Any]) -> dict[str, Any]:
 
 def _check_configs(vlm: Checkpoint, others: list[Checkpoint]) -> None:
     """Hidden size and layer count must agree, compared as transformers resolves them (class defaults filled in)."""
+    for checkpoint in [vlm, *others]:
+        _check_config_sizes(checkpoint)
     reference = vlm.language
     for other in others:
         config = other.language
@@ -196,11 +212,31 @@ def _check_configs(vlm: Checkpoint, others: list[Checkpoint]) -> None:
                 )
 
 
+def _check_config_sizes(checkpoint: Checkpoint) -> None:
+    """The config's hidden size and layer count agree with the tensors (the embedding's width, the final norm,
+    the layer indices): transformers would build the model from the config and refuse the tensors."""
+    sizes, canonical = checkpoint.language, checkpoint.canonical_map
+    problem = None
+    for name, axis in (("model.embed_tokens.weight", -1), ("model.norm.weight", 0)):
+        shape = checkpoint.tensors[canonical[name]].shape if name in canonical else ()
+        if sizes.hidden_size is not None and shape and shape[axis] != sizes.hidden_size:
+            problem = f"says hidden size {sizes.hidden_size}, but tensor {canonical[name]} has shape {list(shape)}"
+            break
+    layers = len({layer_index(c) for c in canonical} - {None})
+    if problem is None and sizes.num_hidden_layers is not None and layers and layers != sizes.num_hidden_layers:
+        problem = f"says layer count {sizes.num_hidden_layers}, but the weights hold {layers} layers"
+    if problem is not None:
+        raise CheckpointError(f"{checkpoint.field}.model", f"{checkpoint.path / 'config.json'} {problem}",
+                              "restore the config.json that came with these weights")
+
+
 def setting_warnings(recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint]) -> list[str]:
     """One line per input whose RoPE settings or vocabulary size differ from the VLM's language model."""
     models = {"vlm": recipe.vlm.model, "base": recipe.base.model if recipe.base else None,
               **{f"sources[{i}]": s.model for i, s in enumerate(recipe.sources)}}
     lines = []
+    for checkpoint in [vlm, *others]:
+        _check_config_sizes(checkpoint)
     reference = vlm.language
     for other in others:
         config = other.language

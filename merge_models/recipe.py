@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import difflib
+import math
 import re
 from pathlib import Path
 from typing import Any, Literal, Union, get_args
@@ -31,6 +32,13 @@ TOPK_TRIMMING = tuple(name for name, info in NATIVE_METHODS.items()
 # weight there is task negation. Sign-electing methods take a vote that a negative weight would flip.
 NEGATABLE_METHODS = tuple(name for name in TASK_VECTOR_METHODS if name not in SIGN_ELECTING)
 DOCS = "docs/recipes.md"
+# The largest magnitude a weight, lambda or mergekit parameter may take. Published recipes stay within a few
+# units; beyond this a "merge" only amplifies the inputs, and float16/bfloat16 outputs overflow.
+NUMBER_LIMIT = 100.0
+# mergekit parameters that count rather than weigh (karcher's iterations): finite, but not bounded by NUMBER_LIMIT.
+UNBOUNDED_MERGEKIT_PARAMETERS = ("max_iter",)
+# Methods whose result is the weighted sum of whole models (divided by the weights' sum when normalising).
+LINEAR_FAMILY = ("linear", "mergekit.linear")
 
 
 class ModelRef(BaseModel):
@@ -214,6 +222,12 @@ def _check_method(recipe: Recipe) -> None:
 def _check_parameters(recipe: Recipe) -> None:
     info = method_info(recipe.merge_method)
     refs = [("vlm", recipe.vlm)] + [(f"sources[{i}]", s) for i, s in enumerate(recipe.sources)]
+    _check_bounded("lambda", recipe.lambda_)
+    for key, value in recipe.mergekit_parameters.items():
+        if not isinstance(value, bool):
+            _check_bounded(f"mergekit_parameters.{key}", value, key not in UNBOUNDED_MERGEKIT_PARAMETERS)
+    for field, ref in refs + ([("base", recipe.base)] if recipe.base else []):
+        _check_bounded(f"{field}.weight", ref.weight)
     for field, ref in refs:
         if ref.weight is None and field != "vlm":
             raise RecipeError(f"{field}.weight", "missing",
@@ -232,6 +246,12 @@ def _check_parameters(recipe: Recipe) -> None:
     if recipe.merge_method == "linear" and recipe.vlm.weight is None and recipe.vlm_weight() < 0:
         raise RecipeError("sources", "the source weights add up to more than 1, leaving the VLM a negative weight",
                           "give `vlm.weight` explicitly or lower the source weights")
+    if recipe.merge_method in LINEAR_FAMILY:
+        weights = [recipe.vlm_weight(), *(s.weight for s in recipe.sources)]
+        if all(isinstance(w, (int, float)) for w in weights) and sum(weights) == 0:  # type: ignore[arg-type]
+            raise RecipeError("sources", f"the weights (VLM and sources) add up to 0, so {recipe.merge_method} would "
+                                         "turn every merged tensor into zeros (or 0/0 when normalising)",
+                              "give the VLM and the sources weights that add up to 1, e.g. 0.9 and 0.1")
     if not is_mergekit(recipe.merge_method) and recipe.mergekit_parameters:
         raise RecipeError("mergekit_parameters", f"only used by mergekit.* methods, not {recipe.merge_method}",
                           "remove it")
@@ -278,6 +298,16 @@ def _check_negative_weight(recipe: Recipe, info: MethodInfo, field: str, weight:
         raise RecipeError(field, f"must not be negative with `normalize: true`, {got}: dividing by the sum of the "
                                  "weights makes a negative weight rescale every task vector",
                           "set `normalize: false` (the default of these methods)")
+
+
+def _check_bounded(field: str, value: ParamValue | None, bounded: bool = True) -> None:
+    """Every number of a parameter is finite and, when `bounded`, within NUMBER_LIMIT."""
+    for number in all_numbers(value):
+        if not math.isfinite(number):
+            raise RecipeError(field, f"must be a finite number, got {number}", "write e.g. 0.5")
+        if bounded and abs(number) > NUMBER_LIMIT:
+            raise RecipeError(field, f"must be a finite number between -{NUMBER_LIMIT:g} and {NUMBER_LIMIT:g}, "
+                                     f"got {number}", "write e.g. 0.5")
 
 
 def _check_density(field: str, value: ParamValue | None, used: bool, method: str) -> None:
@@ -361,6 +391,16 @@ def load_recipe(reference: str | Path, overrides: dict[str, Any] | None = None) 
     if overrides:
         data = apply_overrides(data, overrides)
     return parse_recipe(data)
+
+
+def parse_value(text: str, option: str, item: str) -> Any:
+    """A command-line value (`--set`, `--grid`) read as plain YAML: a number, boolean, string or list."""
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        problem = str(getattr(exc, "problem", None) or "not valid YAML").split("\n")[0]
+        raise RecipeError(option, f"{item!r}: the value is not plain YAML ({problem})",
+                          "write a number, true/false, text or a list such as [0.1, 0.2]") from None
 
 
 def apply_overrides(data: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import torch
 
-from merge_models.checkpoint import SAFETENSORS_NAMES, itemsize
+from merge_models.checkpoint import itemsize
+from merge_models.safetensors_header import SAFETENSORS_NAMES
 
 
 def tensor_bytes(tensor: torch.Tensor) -> memoryview:

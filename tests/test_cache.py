@@ -119,3 +119,56 @@ def test_killed_merge_leaves_no_entry_and_next_run_succeeds(tmp_path, write_reci
 
 def _children(path: Path) -> list[Path]:
     return list(path.iterdir()) if path.exists() else []
+
+
+def test_flipped_tensor_bytes_are_not_served_but_merged_again(tiny_family, caplog):
+    """Same size, same header, 4 KiB of one tensor's bytes changed: the entry is re-merged, with a warning."""
+    from safetensors.torch import load_file
+
+    family = tiny_family("qwen2_vl")
+    path, _ = cached_checkpoint(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning))))
+    shard = path / "model.safetensors"
+    good = load_file(shard)["lm_head.weight"].clone()
+    meta = next(m for m in _index(shard) if m.name == "lm_head.weight")
+    assert meta.nbytes >= 4096
+    with open(shard, "r+b") as handle:
+        handle.seek(meta.start)
+        flipped = bytes(b ^ 0xFF for b in handle.read(4096))
+        handle.seek(meta.start)
+        handle.write(flipped)
+    assert not load_file(shard)["lm_head.weight"].equal(good)
+    with caplog.at_level("WARNING", logger="merged_vlm"):
+        again, hit = cached_checkpoint(build_plan(parse_recipe(linear_recipe(family.vlm, family.reasoning))))
+    assert not hit and again == path
+    assert load_file(shard)["lm_head.weight"].equal(good)
+    warnings = [r.getMessage() for r in caplog.records if "merge cache" in r.getMessage()]
+    assert len(warnings) == 1 and "model.safetensors content differs" in warnings[0], warnings
+
+
+def test_publish_flushes_files_and_folders_before_and_after_the_rename(tmp_path, monkeypatch):
+    from merge_models import cache
+
+    synced: list[tuple[str, bool]] = []
+    real = os.fsync
+
+    def recording(fd: int) -> None:
+        target = Path(os.readlink(f"/proc/self/fd/{fd}"))
+        synced.append((target.name, (tmp_path / "entry").exists()))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", recording)
+
+    def build(folder: Path) -> None:
+        (folder / "model.safetensors").write_bytes(b"x" * 10)
+        (folder / "config.json").write_text("{}")
+
+    cache.publish(tmp_path / "entry", build)
+    before = {name for name, published in synced if not published}
+    assert {"model.safetensors", "config.json"} <= before and any(n.startswith(".tmp-entry") for n in before)
+    assert synced[-1] == (tmp_path.name, True), "the parent folder is flushed after the rename"
+
+
+def _index(shard: Path):
+    from merge_models.checkpoint import _index_safetensors
+
+    return _index_safetensors([shard], "cache").values()

@@ -25,16 +25,15 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress bars or progre
 
 def parse_assignments(items: list[str] | None, option: str) -> dict[str, Any]:
     """`key=value` strings as a dict, values parsed as YAML scalars (numbers, booleans, lists)."""
-    import yaml
-
     from merge_models.errors import RecipeError
+    from merge_models.recipe import parse_value
 
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise RecipeError(option, f"{item!r} is not key=value", f"write e.g. {option} lambda=0.7")
-        out[key.strip()] = yaml.safe_load(value)
+        out[key.strip()] = parse_value(value, option, item)
     return out
 
 

@@ -82,6 +82,8 @@ def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
         path, hit = cached_checkpoint(merge_plan, quiet=quiet, device=device)
         console.print(f"{'cache hit' if hit else 'merged'}: {path} (recipe hash {merge_plan.recipe_hash})")
         return
+    if out.exists() and not out.is_dir():
+        raise MergeError(f"--out: {out} is a file, not a folder; name a new or existing folder for the checkpoint")
     if out.exists() and any(out.iterdir()) and not force:
         raise MergeError(f"--out: {out} exists and is not empty; pass --force to replace it")
     publish(out, lambda temp: write_checkpoint(merge_plan, temp, quiet, device), replace=True)
