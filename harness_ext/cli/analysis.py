@@ -170,8 +170,11 @@ def _record_layers(source: Path, recipe_hash: str, name: str, commit: bool) -> P
     from datetime import datetime, timezone
 
     from harness_ext.results.files import write_atomic
+    from harness_ext.results.names import checked_name
     from harness_ext.results.store import open_store
 
+    checked_name(name, "recipe name")
+    checked_name(recipe_hash, "recipe hash")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = open_store(write=True, commit=commit).root / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
