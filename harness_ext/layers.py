@@ -65,6 +65,10 @@ def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger],
     """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
     if mode not in MODES:
         raise RecipeError("--mode", f"unknown knockout mode {mode!r}", f"use {', '.join(MODES)}")
+    unknown = [m for m in modules if m not in MODULE_PATTERNS]
+    if unknown or not modules:  # checked before the first evaluation
+        raise RecipeError("--module", f"unknown module group {(unknown or [''])[0]!r}",
+                          f"use {', '.join(MODULE_PATTERNS)} (comma-separated)")
     if mode == "base" or mode == "zero-delta":
         if recipe.base is None:
             raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
+from harness_ext.task_names import check_tasks
 from merge_models.recipe import load_recipe
 
 if TYPE_CHECKING:
@@ -43,6 +44,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
     from harness_ext.sweep import parse_grid, run_sweep
 
     names = _tasks(tasks)
+    check_tasks(names)  # before anything is merged or written
     folder = out or Path("out/sweeps") / Path(recipe).stem
     on_done = _ingester(commit) if ingest else None
     results = run_sweep(recipe, parse_grid(grid), names, folder, limit, batch_size, on_done, log=say(quiet),
@@ -101,6 +103,7 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
     from harness_ext.lmms_model import MergedVLMChat
 
     names = _tasks(tasks)
+    check_tasks(names)  # before the first evaluation
 
     def evaluate_splits(merger) -> dict[str, float]:
         model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
