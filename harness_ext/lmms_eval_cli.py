@@ -90,6 +90,8 @@ def _evaluate(argv: list[str]) -> None:
     sys.argv = ["lmms-eval", *argv]
     from lmms_eval import __main__ as lmms_main
 
+    from harness_ext.results.completion import mark_finished, remove_unfinished, results_files
+
     _, args = lmms_main.parse_eval_args()
     args.include_path = [_tasks_dir()] + ([args.include_path] if args.include_path else [])
     failures: list[BaseException] = []
@@ -105,12 +107,19 @@ def _evaluate(argv: list[str]) -> None:
             return None, None
 
     lmms_main.cli_evaluate_single = run_recording_failures
+    output = Path(args.output_path) if args.output_path else None
+    existed, before = output is not None and output.exists(), results_files(output)
     try:
         lmms_main.cli_evaluate(args)
+    except BaseException:  # an interrupt: nothing of this run is left to look like a run
+        remove_unfinished(output, before, existed)
+        raise
     finally:
         lmms_main.cli_evaluate_single = run_single
     if failures:
+        remove_unfinished(output, before, existed)
         _fail(*_failure_message(failures[0], args.model))
+    mark_finished(output, before)
 
 
 def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
