@@ -27,7 +27,7 @@ def test_unknown_project_task_gets_the_closest_names() -> None:
 
 def test_lmms_eval_task_typo_is_named_with_suggestions(monkeypatch) -> None:
     class Index:
-        all_tasks = ["mmmu_val", "mmstar", "mvlm_probe"]
+        all_tasks = ("mmmu_val", "mmstar", "mvlm_probe")
 
     monkeypatch.setattr("harness_ext.evaluate.task_manager", lambda: Index())
     with pytest.raises(task_names.UnknownTaskError, match=r"'mmmu_vall' \(did you mean mmmu_val\?\)"):

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
+from harness_ext.results.names import checked_name
 from harness_ext.task_names import check_tasks
 from merge_models.recipe import load_recipe
 
@@ -104,6 +105,8 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
 
     names = _tasks(tasks)
     check_tasks(names)  # before the first evaluation
+    if ingest:
+        checked_name(parsed.name or Path(recipe).stem, "recipe name")  # names the file the numbers go to
 
     def evaluate_splits(merger) -> dict[str, float]:
         model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
@@ -173,7 +176,6 @@ def _record_layers(source: Path, recipe_hash: str, name: str, commit: bool) -> P
     from datetime import datetime, timezone
 
     from harness_ext.results.files import write_atomic
-    from harness_ext.results.names import checked_name
     from harness_ext.results.store import open_store
 
     checked_name(name, "recipe name")

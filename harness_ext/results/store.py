@@ -111,6 +111,7 @@ class Store:
         self.also_read = [p for p in also_read if p.resolve() != root.resolve()]
         self.gitignore = gitignore
         self.strict = strict  # an unreadable record file stops every read (regress) instead of a warning
+        self._warned: set[str] = set()
 
     def add(self, records: list[RunRecord]) -> list[Added]:
         """Write each record not stored yet; a record whose run id is stored already is left alone."""
@@ -162,7 +163,7 @@ class Store:
                     if record is None:
                         continue
                     if record.run_id in indexed:
-                        warn(f"run {record.run_id} is recorded twice, in {indexed[record.run_id]} and "
+                        self._warn(f"run {record.run_id} is recorded twice, in {indexed[record.run_id]} and "
                              f"{files[key].name}; reading the first (delete the other file)")
                         continue
                     _insert(connection, key, self._label(files[key]), record)
@@ -179,8 +180,14 @@ class Store:
         except ResultsError as exc:
             if self.strict:
                 raise
-            warn(f"{exc}; left out (fix or delete the file)")
+            self._warn(f"{exc}; left out (fix or delete the file)")
             return None
+
+    def _warn(self, message: str) -> None:
+        """A warning line, once per store object (a command may read the index several times)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            warn(message)
 
     def _own_files(self) -> list[Path]:
         return _record_files(self.runs_dir)
