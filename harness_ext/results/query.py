@@ -51,8 +51,8 @@ def run_query(index: Path, sql: str, timeout_s: float = DEFAULT_TIMEOUT_S) -> tu
             raise ResultsError(f"query: stopped after {timeout_s:g} s (--timeout); narrow the query or raise "
                                "--timeout") from None
         if "not authorized" in str(exc) or "too many attached" in str(exc):
-            raise ResultsError("query: only reading queries are allowed (SELECT, WITH; no ATTACH, VACUUM or "
-                               "writes)") from None
+            raise ResultsError("query: the index is read-only here; only reading queries are allowed (SELECT, "
+                               "WITH; no ATTACH, VACUUM or writes)") from None
         raise ResultsError(f"query: {exc}") from None
     finally:
         connection.close()
