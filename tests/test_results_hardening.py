@@ -96,6 +96,14 @@ def test_views_name_an_unreadable_record_and_go_on(store: Path, run_cli) -> None
     assert MERGED in run_cli("track", "list", "--store", store, columns=400)[1]
 
 
+@pytest.mark.parametrize("content", [b"\xff\xfe", b"[" * 100_000, b"[1, 2]", b'{"run_id": 3}'])
+def test_any_undecodable_record_is_a_one_line_error_naming_it(tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "20261201T030000Z-x-0123456789ab.json"
+    path.write_bytes(content)
+    with pytest.raises(ResultsError, match=f"{path.name}: not a valid run record"):
+        load_record(path)
+
+
 def test_regress_refuses_an_unreadable_record_naming_it(store: Path, run_cli) -> None:
     bad = store / "runs" / "20261201T030000Z-bad-0123456789ab.json"
     bad.write_bytes(b"\xff\xfe not json")

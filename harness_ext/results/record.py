@@ -221,6 +221,8 @@ def parse_record(text: str, origin: str) -> RunRecord:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{origin}: not a valid run record (not JSON: {exc.msg})") from None
+    except RecursionError:
+        raise ResultsError(f"{origin}: not a valid run record (nested too deeply)") from None
     found = data.get("format") if isinstance(data, dict) else None
     if isinstance(found, int) and found not in READABLE_FORMATS:
         raise ResultsError(f"{origin}: record format {found}, this version reads formats "
@@ -248,6 +250,8 @@ def load_record(path: Path) -> RunRecord:
         text = path.read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
         raise ResultsError(f"{path}: not a valid run record (not UTF-8 at byte {exc.start})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: the run record cannot be read ({exc.strerror or exc})") from None
     return parse_record(text, str(path))
 
 
