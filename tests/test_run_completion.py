@@ -8,6 +8,8 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
+
 from harness_ext.results import completion
 
 RUN = Path(__file__).resolve().parent / "results_data" / "lm_eval" / "tinymerge"
@@ -71,3 +73,39 @@ def test_a_failed_run_leaves_nothing_and_a_finished_one_is_marked(tmp_path) -> N
     (fresh / "m" / "x_results.json").write_text("{}")
     completion.remove_unfinished(fresh, set(), existed=False)
     assert not fresh.exists()
+
+
+def _fake_lmms_eval(monkeypatch, fail: bool) -> None:
+    """lmms-eval writing its results file and then (fail) hitting a full disk before the sample logs."""
+    from lmms_eval import __main__ as lmms_main
+
+    def cli_evaluate_single(args):
+        folder = Path(args.output_path) / "tiny-world-0123"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "20261206_000000_results.json").write_text("{}")
+        if fail:
+            raise OSError(28, "No space left on device")
+        (folder / "20261206_000000_samples_mvlm_probe_reasoning.jsonl").write_text("{}\n")
+
+    monkeypatch.setattr(lmms_main, "cli_evaluate_single", cli_evaluate_single)
+    monkeypatch.setattr(lmms_main, "cli_evaluate", lambda args: lmms_main.cli_evaluate_single(args))
+
+
+def test_the_alias_removes_the_output_of_a_run_that_fails_after_its_results_file(monkeypatch, tmp_path) -> None:
+    from harness_ext import lmms_eval_cli
+
+    _fake_lmms_eval(monkeypatch, fail=True)
+    out = tmp_path / "out"
+    argv = ["--model", "merged_vlm", "--tasks", "mvlm_probe_reasoning", "--output_path", str(out)]
+    with pytest.raises(SystemExit) as exited:
+        lmms_eval_cli._evaluate(argv)
+    assert exited.value.code == 1 and not out.exists()
+
+
+def test_the_alias_marks_a_finished_run(monkeypatch, tmp_path) -> None:
+    from harness_ext import lmms_eval_cli
+
+    _fake_lmms_eval(monkeypatch, fail=False)
+    out = tmp_path / "out"
+    lmms_eval_cli._evaluate(["--model", "merged_vlm", "--tasks", "mvlm_probe_reasoning", "--output_path", str(out)])
+    assert completion.marker(out / "tiny-world-0123" / "20261206_000000_results.json").exists()
