@@ -42,6 +42,7 @@ def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int |
 
     from harness_ext.lmms_model import MODEL_NAME, MergedVLMChat, MergedVLMSimple
     from harness_ext.lmms_results import reproducing_args
+    from harness_ext.results.completion import mark_complete
 
     tracker = EvaluationTracker(output_path=str(output_path)) if output_path else None
     stamp = utils.get_datetime_str()
@@ -58,6 +59,7 @@ def evaluate(lm, tasks: list[str], output_path: Path | None = None, limit: int |
             tracker.save_results_samples(task_name=task, samples=samples[task])
         folder = Path(output_path) / tracker.general_config_tracker.model_name_sanitized
         results_file = folder / f"{tracker.date_id}_results.json"
+        mark_complete(results_file)  # the sample logs are written: a finished run (see results.completion)
     return Evaluation(results, samples, folder, results_file)
 
 

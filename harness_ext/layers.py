@@ -79,9 +79,14 @@ class SplitEvaluator:
         return split_accuracy(evaluate(model, self.tasks, None, self.limit).samples)
 
 
-def _check(recipe: Recipe, mode: str) -> None:
+def _check(recipe: Recipe, mode: str, modules: list[str]) -> None:
+    """Refuse an unknown mode or module group, before the first evaluation."""
     if mode not in MODES:
         raise RecipeError("--mode", f"unknown knockout mode {mode!r}", f"use {', '.join(MODES)}")
+    unknown = [m for m in modules if m not in MODULE_PATTERNS]
+    if unknown or not modules:
+        raise RecipeError("--module", f"unknown module group {(unknown or [''])[0]!r}",
+                          f"use {', '.join(MODULE_PATTERNS)} (comma-separated)")
     if mode in ("base", "zero-delta") and recipe.base is None:
         raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")
 
@@ -90,7 +95,7 @@ def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger],
                       modules: list[str], mode: str, merger: InPlaceMerger | None = None,
                       log: Callable[[str], None] = print) -> KnockoutResult:
     """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
-    _check(recipe, mode)
+    _check(recipe, mode, modules)
     merger = merger or InPlaceMerger(recipe)
     result = KnockoutResult(modules)
     for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):
@@ -164,7 +169,7 @@ def knockout_analysis_scaled(recipe: Recipe, evaluate_splits: Callable[[InPlaceM
     from harness_ext.scaleout import Job, ScaleOutError, pool, required_paths, run_jobs
     from merge_models.plan import build_plan
 
-    _check(recipe, mode)
+    _check(recipe, mode, modules)
     result = KnockoutResult(modules)
     jobs, layers = [], 0
     for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):

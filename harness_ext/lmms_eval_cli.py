@@ -45,7 +45,11 @@ def _check_run(argv: list[str], offline: bool) -> None:
     """Raise MergeError for a run that cannot work: unreadable task data, bad merged_vlm arguments."""
     from mvlm_tasks.sources import check_available
 
-    check_available([name.strip() for name in (_option(argv, "--tasks") or "").split(",")], offline)
+    from harness_ext.task_names import check_project_tasks
+
+    names = [name.strip() for name in (_option(argv, "--tasks") or "").split(",")]
+    check_project_tasks(names)  # a typo in this project's task names, at once (lmms-eval's are checked by it)
+    check_available(names, offline)
     if _option(argv, "--model") == "merged_vlm":
         _check_merged_vlm(argv)
 
@@ -86,6 +90,8 @@ def _evaluate(argv: list[str]) -> None:
     sys.argv = ["lmms-eval", *argv]
     from lmms_eval import __main__ as lmms_main
 
+    from harness_ext.results.completion import mark_finished, remove_unfinished, results_files
+
     _, args = lmms_main.parse_eval_args()
     args.include_path = [_tasks_dir()] + ([args.include_path] if args.include_path else [])
     failures: list[BaseException] = []
@@ -101,12 +107,19 @@ def _evaluate(argv: list[str]) -> None:
             return None, None
 
     lmms_main.cli_evaluate_single = run_recording_failures
+    output = Path(args.output_path) if args.output_path else None
+    existed, before = output is not None and output.exists(), results_files(output)
     try:
         lmms_main.cli_evaluate(args)
+    except BaseException:  # an interrupt: nothing of this run is left to look like a run
+        remove_unfinished(output, before, existed)
+        raise
     finally:
         lmms_main.cli_evaluate_single = run_single
     if failures:
+        remove_unfinished(output, before, existed)
         _fail(*_failure_message(failures[0], args.model))
+    mark_finished(output, before)
 
 
 def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
@@ -115,6 +128,7 @@ def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
     from mvlm_tasks.sources.errors import first_line
 
     from harness_ext.lmms_results import merge_loaded
+    from harness_ext.task_names import lmms_eval_unknown_tasks
     from merge_models.errors import MergeError
 
     chain = _chain(exc)
@@ -122,6 +136,9 @@ def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:
     if cause is not None:
         return str(cause), cause.exit_code
     root = next((e for e in chain if getattr(e, "last_attempt", None) is None), exc)
+    unknown_tasks = lmms_eval_unknown_tasks(root)
+    if unknown_tasks is not None:  # lmms-eval checks task names before it builds the model
+        return unknown_tasks, 2
     if model == "merged_vlm" and not merge_loaded():
         return f"merged_vlm could not be built: {first_line(root)}; {DEBUG_HINT}", 1
     return f"the evaluation failed: {first_line(root)}; {DEBUG_HINT}", 1

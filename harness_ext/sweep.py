@@ -110,8 +110,9 @@ def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[s
     failed there raise `SweepFailed` after the rest are done."""
     variants = expand(recipe_file, grid, overrides)
     out.mkdir(parents=True, exist_ok=True)
-    _write_state(out, recipe_file, grid, tasks, limit, overrides or {})
-    if scale is not None:
+    _write_state(out, recipe_file, grid, tasks, limit, overrides or {}, write=False)  # refuses another sweep
+    if scale is not None:  # workers have passed their start checks in scale_out; the sweep starts here
+        _write_state(out, recipe_file, grid, tasks, limit, overrides or {})
         return _run_scaled(variants, Path(recipe_file), tasks, out, limit, batch_size, on_done, log, scale, quiet)
     from harness_ext.lmms_results import output_folder_name
     from harness_ext.remerge import InPlaceMerger
@@ -131,7 +132,8 @@ def run_sweep(recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[s
             shutil.rmtree(partial, ignore_errors=True)
         else:
             log(f"[{index}/{len(variants)}] {variant.label}: already done ({existing.name})")
-        results.append(_result(variant, existing, on_done))
+        _write_state(out, recipe_file, grid, tasks, limit, overrides or {})  # once a variant is done: no
+        results.append(_result(variant, existing, on_done))  # state is left by a start that fails
     return results
 
 
@@ -239,7 +241,8 @@ def _result(variant: Variant, folder: Path, on_done: Callable[[RunRecord], None]
 
 
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],
-                 limit: int | None, overrides: dict[str, Any]) -> None:
+                 limit: int | None, overrides: dict[str, Any], write: bool = True) -> None:
+    """Record the sweep in `out` (unless `write` is false); a RecipeError when `out` holds another sweep."""
     state = {"recipe": str(resolve_recipe_path(recipe_file)), "grid": grid, "tasks": tasks, "limit": limit}
     if overrides:  # only then, so that folders of sweeps without --set stay resumable
         state["set"] = overrides
@@ -249,6 +252,8 @@ def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]],
         if earlier != state:
             raise RecipeError("sweep", f"{out} holds a different sweep ({earlier['grid']} on {earlier['tasks']})",
                               "use another --out folder or delete that one")
+        return
+    if not write:
         return
     temp = path.with_suffix(".tmp")
     temp.write_text(json.dumps(state, indent=2))

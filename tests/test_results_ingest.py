@@ -223,9 +223,10 @@ def test_index_follows_the_record_files(outputs, tmp_path):
     first, second = store.files()
     first.unlink()  # e.g. a record removed by `git rm`: the index is rebuilt without it
     assert [row[0] for row in store.index().execute("SELECT file FROM runs")] == [second.name]
-    (store.runs_dir / "broken.json").write_text("{}")
+    (store.runs_dir / "broken.json").write_text("{}")  # views name it and go on; regress (strict) refuses
+    assert [row[0] for row in store.index().execute("SELECT file FROM runs")] == [second.name]
     with pytest.raises(ResultsError, match="broken.json: not a valid run record"):
-        store.index()
+        Store(tmp_path / "store", strict=True).index()
 
 
 def test_track_list_and_query(outputs, tmp_path, run_cli):
@@ -238,4 +239,4 @@ def test_track_list_and_query(outputs, tmp_path, run_cli):
     assert code == 0
     assert "13" in next(line for line in out.splitlines() if "mvlm_probe_perception" in line)
     code, _, err = run_cli("track", "query", "DELETE FROM runs", "--store", store)
-    assert code == 2 and "readonly" in err
+    assert code == 2 and "read-only" in err

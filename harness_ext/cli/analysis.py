@@ -10,6 +10,8 @@ import typer
 from rich.table import Table
 
 from harness_ext.cli.console import QuietOpt, SetOpt, be_quiet, console, parse_assignments, print_table, say
+from harness_ext.results.names import checked_name
+from harness_ext.task_names import check_tasks
 from merge_models.recipe import load_recipe
 
 if TYPE_CHECKING:
@@ -54,6 +56,7 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
     from harness_ext.sweep import SweepFailed, parse_grid, run_sweep
 
     names = _tasks(tasks)
+    check_tasks(names)  # before anything is merged or written
     folder = out or Path("out/sweeps") / Path(recipe).stem
     on_done = _ingester(commit) if ingest else None
     scale = scale_out(workers, ray, gpus_per_worker, cpus_per_worker)
@@ -127,7 +130,11 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
     from harness_ext.layers import SplitEvaluator, knockout_analysis, knockout_analysis_scaled, write_outputs
     from harness_ext.scaleout import scale_out
 
-    evaluate_splits = SplitEvaluator(_tasks(tasks), limit, batch_size)
+    names = _tasks(tasks)
+    check_tasks(names)  # before the first evaluation
+    if ingest:
+        checked_name(parsed.name or Path(recipe).stem, "recipe name")  # names the file the numbers go to
+    evaluate_splits = SplitEvaluator(names, limit, batch_size)
     scale = scale_out(workers, ray, gpus_per_worker, cpus_per_worker)
     if scale is None:
         result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=say(quiet))
@@ -198,6 +205,8 @@ def _record_layers(source: Path, recipe_hash: str, name: str, commit: bool) -> P
     from harness_ext.results.files import write_atomic
     from harness_ext.results.store import open_store
 
+    checked_name(name, "recipe name")
+    checked_name(recipe_hash, "recipe hash")
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     target = open_store(write=True, commit=commit).root / "layers" / f"{stamp}-{name}-{recipe_hash}.json"
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,10 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
     from harness_ext.results.ingest import read_output
     from merge_models.recipe import read_recipe_document
 
+    from harness_ext.task_names import check_tasks
+
     names = [t.strip() for t in tasks.split(",") if t.strip()]
+    check_tasks(names)  # before anything is merged
     overrides = parse_assignments(set_, "--set")
     progress = say(quiet)
     name = read_recipe_document(recipe).get("name") or Path(recipe).stem

@@ -122,7 +122,7 @@ def regress(baseline: Annotated[str, typer.Option("--baseline", help="The refere
     from harness_ext.results.regress import check_comparable, coverage_failures, regressions
 
     comparison = _compare(baseline, candidate, tasks, alpha, iterations, seed, store, intersection, protocol,
-                          ("the baseline", "the candidate"))
+                          ("the baseline", "the candidate"), strict=True)
     check_comparable(comparison)
     _print_comparison(comparison)
     uncovered = coverage_failures(comparison)
@@ -169,11 +169,12 @@ def submit(run: Annotated[str, typer.Argument(metavar="RUN", help="The run or va
 
 
 def _compare(a: str, b: str, tasks: str | None, alpha: float, iterations: int, seed: int, store: Path | None,
-             intersection: bool, protocol: str, sides: tuple[str, str] = ("A", "B")):
+             intersection: bool, protocol: str, sides: tuple[str, str] = ("A", "B"), strict: bool = False):
     from harness_ext.results.compare import compare as run_compare
     from harness_ext.results.selection import resolve
 
     results = open_store(store)
+    results.strict = strict  # regress gates CI: an unreadable record stops it (exit 2) instead of a warning
     return run_compare(resolve(a, results, protocol), resolve(b, results, protocol), alpha, iterations, seed,
                        _tasks(tasks), intersection, sides)
 

@@ -83,23 +83,20 @@ def list_runs(store: Annotated[Path | None, StoreOpt] = None) -> None:
 def query(sql: Annotated[str, typer.Argument(metavar="SQL", help="A read-only SQL query over the index tables runs, "
                                                   "tasks, split_scores, samples, verdicts, protocol_scores, variants "
                                                   "and the views latest and most_complete.")],
-          store: Annotated[Path | None, StoreOpt] = None) -> None:
+          store: Annotated[Path | None, StoreOpt] = None,
+          timeout: Annotated[float, typer.Option("--timeout", help="Stop the query after this many "
+                                                                   "seconds.")] = 5.0) -> None:
     """Run a read-only SQL query over the index built from the record files (tables runs, tasks, split_scores,
     samples, verdicts, protocol_scores, variants; views latest and most_complete)."""
-    import sqlite3
+    from harness_ext.results.query import run_query
 
-    from harness_ext.results.errors import ResultsError
-
-    connection = open_store(store).index()
-    connection.execute("PRAGMA query_only = ON")
-    try:
-        cursor = connection.execute(sql)
-    except sqlite3.Error as exc:
-        raise ResultsError(f"query: {exc}") from None
+    results = open_store(store)
+    results.index().close()  # brought up to date first; the query itself can only read
+    columns, rows = run_query(results.root / ".index.sqlite", sql, timeout)
     table = Table()
-    for column in cursor.description or []:
-        table.add_column(column[0], overflow="fold")
-    for row in cursor.fetchall():
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    for row in rows:
         table.add_row(*("" if value is None else str(value) for value in row))
     print_table(table)
 

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import ValidationError
 
 from harness_ext.results import environment, stats
+from harness_ext.results.completion import in_partial_folder, marker
 from harness_ext.results.errors import ResultsError
 from harness_ext.results.record import (
     SPLITS,
@@ -63,8 +64,14 @@ def discover(output_path: Path) -> list[RunFiles]:
     if not output_path.exists():
         raise ResultsError(f"{output_path}: no such file or folder")
     candidates = [output_path] if output_path.is_file() else sorted(
-        p for p in output_path.rglob("*.json") if LMMS_RESULTS.match(p.name) or LM_RESULTS.match(p.name))
+        p for p in output_path.rglob("*.json") if (LMMS_RESULTS.match(p.name) or LM_RESULTS.match(p.name))
+        and not in_partial_folder(p, output_path))  # a sweep's variant being evaluated
     runs = [_run_files(path) for path in candidates]
+    unfinished = [run.results for run in runs if not run.samples and not marker(run.results).exists()]
+    if unfinished:
+        raise ResultsError(f"{', '.join(str(p) for p in unfinished)}: no per-sample logs and no completion marker "
+                           "(the run was interrupted, or ran without --log_samples); re-run lmms-eval with "
+                           "--log_samples; nothing was ingested")
     if not runs:
         raise ResultsError(f"{output_path}: no lmms-eval (*_results.json) or lm-eval (results_*.json) results "
                            "file found")

@@ -18,9 +18,10 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness_ext.results.errors import ResultsError
+from harness_ext.results.names import unsafe_name
 
 FORMAT = 2
 READABLE_FORMATS = (1, 2)
@@ -187,6 +188,21 @@ class RunRecord(_Model):
     tasks: dict[str, TaskResult]
     groups: dict[str, Group] = Field(default_factory=dict)
 
+    @field_validator("run_id")
+    @classmethod
+    def _run_id_is_a_name(cls, value: str) -> str:
+        if unsafe_name(value):
+            raise ValueError("a run id names the record's file: no '/', '\\', '..' or control characters")
+        return value
+
+    @field_validator("tasks")
+    @classmethod
+    def _task_names_are_names(cls, value: dict[str, TaskResult]) -> dict[str, TaskResult]:
+        bad = [task for task in value if unsafe_name(task)]
+        if bad:
+            raise ValueError(f"task {bad[0]!r} cannot name a file: no '/', '\\', '..' or control characters")
+        return value
+
     def file_name(self) -> str:
         """`<date>-<variant name>-<run id>.json`: sorts by date, readable, unique by run id."""
         stamp = re.sub(r"[-:]", "", self.date.split("+")[0].split(".")[0]) + "Z"
@@ -205,6 +221,8 @@ def parse_record(text: str, origin: str) -> RunRecord:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ResultsError(f"{origin}: not a valid run record (not JSON: {exc.msg})") from None
+    except RecursionError:
+        raise ResultsError(f"{origin}: not a valid run record (nested too deeply)") from None
     found = data.get("format") if isinstance(data, dict) else None
     if isinstance(found, int) and found not in READABLE_FORMATS:
         raise ResultsError(f"{origin}: record format {found}, this version reads formats "
@@ -228,7 +246,13 @@ def _upgraded(record: RunRecord) -> RunRecord:
 
 def load_record(path: Path) -> RunRecord:
     """Read a record file."""
-    return parse_record(path.read_text(encoding="utf-8"), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ResultsError(f"{path}: not a valid run record (not UTF-8 at byte {exc.start})") from None
+    except OSError as exc:
+        raise ResultsError(f"{path}: the run record cannot be read ({exc.strerror or exc})") from None
+    return parse_record(text, str(path))
 
 
 def _format(value: Any, depth: int, key: str | None = None) -> str:

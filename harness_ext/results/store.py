@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -103,11 +104,14 @@ class Added:
 class Store:
     """Record files under `root/runs/` (and, read only, under each `also_read/runs/`) and their index."""
 
-    def __init__(self, root: Path, also_read: Sequence[Path] = (), gitignore: str = IGNORED) -> None:
+    def __init__(self, root: Path, also_read: Sequence[Path] = (), gitignore: str = IGNORED,
+                 strict: bool = False) -> None:
         self.root = root
         self.runs_dir = root / "runs"
         self.also_read = [p for p in also_read if p.resolve() != root.resolve()]
         self.gitignore = gitignore
+        self.strict = strict  # an unreadable record file stops every read (regress) instead of a warning
+        self._warned: set[str] = set()
 
     def add(self, records: list[RunRecord]) -> list[Added]:
         """Write each record not stored yet; a record whose run id is stored already is left alone."""
@@ -150,23 +154,40 @@ class Store:
         self._ignore()
         path = self.root / ".index.sqlite"
         with self._lock(".index.lock"):
-            connection = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
             files = {str(p.resolve()): p for p in self.files()}
-            if not self._current(connection, files):
-                connection.close()
-                path.unlink(missing_ok=True)
-                connection = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
-                connection.executescript(SCHEMA)
-                connection.execute(f"PRAGMA user_version = {INDEX_VERSION}")
-            known = {row[0] for row in connection.execute("SELECT path FROM files")}
+            connection, known, indexed = _open_index(path, files)
             added = sorted(set(files) - known)
             with connection:
                 for key in added:
-                    _insert(connection, key, self._label(files[key]), load_record(files[key]))
+                    record = self._readable(files[key])
+                    if record is None:
+                        continue
+                    if record.run_id in indexed:
+                        self._warn(f"run {record.run_id} is recorded twice, in {indexed[record.run_id]} and "
+                             f"{files[key].name}; reading the first (delete the other file)")
+                        continue
+                    _insert(connection, key, self._label(files[key]), record)
+                    indexed[record.run_id] = files[key].name
                 if added:
                     _name_variants(connection)
         connection.row_factory = sqlite3.Row
         return connection
+
+    def _readable(self, path: Path) -> RunRecord | None:
+        """The record in `path`; unreadable: a warning naming it and None, or (strict) a ResultsError."""
+        try:
+            return load_record(path)
+        except ResultsError as exc:
+            if self.strict:
+                raise
+            self._warn(f"{exc}; left out (fix or delete the file)")
+            return None
+
+    def _warn(self, message: str) -> None:
+        """A warning line, once per store object (a command may read the index several times)."""
+        if message not in self._warned:
+            self._warned.add(message)
+            warn(message)
 
     def _own_files(self) -> list[Path]:
         return _record_files(self.runs_dir)
@@ -184,12 +205,6 @@ class Store:
         if not (self.root / ".gitignore").exists():
             write_atomic(self.root / ".gitignore", self.gitignore)
 
-    @staticmethod
-    def _current(connection: sqlite3.Connection, files: dict[str, Path]) -> bool:
-        """Whether the index has the current layout and lists no file that is gone."""
-        if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
-            return False
-        return all(row[0] in files for row in connection.execute("SELECT path FROM files"))
 
     @contextmanager
     def _lock(self, name: str) -> Iterator[None]:
@@ -203,6 +218,37 @@ class Store:
             yield
         finally:
             lock.release()
+
+
+def warn(message: str) -> None:
+    """One warning line on stderr (views go on with the rest of the store)."""
+    sys.stderr.write(f"warning: {message}\n")
+
+
+def _current(connection: sqlite3.Connection, files: dict[str, Path]) -> bool:
+    """Whether the index has the current layout and lists no file that is gone."""
+    if connection.execute("PRAGMA user_version").fetchone()[0] != INDEX_VERSION:
+        return False
+    return all(row[0] in files for row in connection.execute("SELECT path FROM files"))
+
+
+def _open_index(path: Path, files: dict[str, Path]) -> tuple[sqlite3.Connection, set[str], dict[str, str]]:
+    """The index at `path` with the record files it lists and its {run id: file name}; rebuilt empty when
+    it is outdated or unreadable (it is a cache of the record files)."""
+    connection = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
+    try:
+        if _current(connection, files):
+            known = {row[0] for row in connection.execute("SELECT path FROM files")}
+            return connection, known, dict(connection.execute("SELECT run_id, file FROM runs").fetchall())
+    except sqlite3.DatabaseError as exc:
+        warn(f"{path}: index unreadable ({exc}); rebuilt from the record files")
+    connection.close()
+    for stale in (path, *(path.with_name(path.name + suffix) for suffix in ("-journal", "-wal", "-shm"))):
+        stale.unlink(missing_ok=True)
+    connection = sqlite3.connect(path, timeout=LOCK_TIMEOUT_S)
+    connection.executescript(SCHEMA)
+    connection.execute(f"PRAGMA user_version = {INDEX_VERSION}")
+    return connection, set(), {}
 
 
 def run_id(path: Path) -> str:

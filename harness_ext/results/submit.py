@@ -21,6 +21,7 @@ import yaml
 
 from harness_ext.results.errors import ResultsError
 from harness_ext.results.files import publish_dir
+from harness_ext.results.names import checked_name
 from harness_ext.results.record import SPLITS, RunRecord
 from harness_ext.results.selection import Evaluation
 from harness_ext.results.variants import parse_model_args
@@ -36,6 +37,8 @@ def write_bundle(evaluation: Evaluation, out: Path, force: bool = False) -> list
         raise ResultsError(f"--out: {out} is a file; name a folder")
     if out.exists() and any(out.iterdir()) and not force:
         raise ResultsError(f"--out: {out} exists and is not empty; pass --force to replace it")
+    for task in evaluation.tasks:
+        checked_name(task, "task")  # becomes predictions/<task>.jsonl
     missing = [task for task, result in evaluation.tasks.items() if result.samples is None]
     if missing:
         raise ResultsError(f"no per-sample predictions for {', '.join(missing)}: re-run lmms-eval with "

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -36,8 +37,7 @@ def guarded(scorer: Scorer) -> Scorer:
         except Exception as exc:  # noqa: BLE001 (a model's text must not stop an evaluation)
             return Verdict(None, False, "scorer_error", reason=f"{type(exc).__name__}: {exc}"[:MAX_REASON_CHARS])
 
-    score.__doc__, score.__name__ = scorer.__doc__, scorer.__name__
-    return score
+    return functools.wraps(scorer)(score)
 
 
 SCORERS: dict[str, dict[str, Scorer]] = {
