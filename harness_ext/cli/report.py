@@ -1,4 +1,4 @@
-"""`merged-vlm leaderboard | compare | regress | submit`: views of the results store.
+"""`merged-vlm leaderboard | compare | regress | submit | reproduce`: views of the results store.
 
 Runs are named by run id, variant id (recipe hash) or name (or a unique prefix of any), or a results
 path (see harness_ext.results.selection). Every view says how many documents its scores rest on.
@@ -166,6 +166,18 @@ def submit(run: Annotated[str, typer.Argument(metavar="RUN", help="The run or va
     documents = ", ".join(f"{task} n={r.n}" for task, r in evaluation.tasks.items())
     console.print(f"bundle: {out} ({', '.join(str(p) for p in written)}; {documents})", markup=False,
                   highlight=False, soft_wrap=True)
+    console.print(f"reproduce it from the root of the checkout that holds its local checkpoints: merged-vlm "
+                  f"reproduce {out} --out out", markup=False, highlight=False, soft_wrap=True)
+
+
+def reproduce(bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A folder `submit --out` wrote.")],
+              out: Annotated[Path, typer.Option("--out", help="Output folder of the harness run.")] = Path("out")
+              ) -> None:
+    """Re-run a submission bundle's evaluation, from the checkout that holds its local checkpoints: checks
+    each checkpoint's content digest first (one line and exit 2 on a mismatch)."""
+    from harness_ext.results.reproduce import reproduce as run_reproduce
+
+    raise typer.Exit(run_reproduce(bundle, out, Path.cwd()))
 
 
 def _compare(a: str, b: str, tasks: str | None, alpha: float, iterations: int, seed: int, store: Path | None,
@@ -234,5 +246,5 @@ def _p(value: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (leaderboard, compare, regress, submit):
+    for command in (leaderboard, compare, regress, submit, reproduce):
         app.command(name=command.__name__)(command)
