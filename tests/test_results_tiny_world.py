@@ -112,7 +112,7 @@ def test_moved_bundle_reproduces_its_scores_with_the_command_it_prints(repo, tmp
 
 
 def test_bundle_refuses_a_checkpoint_whose_digest_differs(repo, tmp_path):
-    bundle, checkout, command = _moved(repo, tmp_path)
+    _bundle, checkout, command = _moved(repo, tmp_path)
     config = checkout / "models/tiny-world/reasoning/config.json"
     config.write_text(config.read_text() + "\n")
     run = subprocess.run(shlex.split(command), cwd=checkout, env=repo["env"], capture_output=True, text=True,

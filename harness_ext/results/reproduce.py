@@ -19,7 +19,13 @@ from typing import Any
 import yaml
 
 from harness_ext.results.errors import ResultsError
-from harness_ext.results.submit import BUNDLE_RECIPE, LM_EVAL_TASKS, needs_include, output_arguments, recipe_refs
+from harness_ext.results.submit import (
+    BUNDLE_RECIPE,
+    LM_EVAL_TASKS,
+    needs_include,
+    output_arguments,
+    recipe_refs,
+)
 from merge_models.checkpoint import open_checkpoint
 from merge_models.recipe import ModelRef, shipped_path
 
