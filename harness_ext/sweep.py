@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import yaml
 
-from merge_models.errors import RecipeError
+from merge_models.errors import MergeError, RecipeError
 from merge_models.recipe import Recipe, apply_overrides, parse_recipe, read_recipe_document, resolve_recipe_path
 
 if TYPE_CHECKING:
@@ -152,6 +152,22 @@ def _result(variant: Variant, folder: Path, on_done: Callable[[RunRecord], None]
     return SweepResult(variant.overrides, record.variant.id, folder, record, summarize(record))
 
 
+STATE_OPTIONS = {"recipe": "recipe", "grid": "--grid", "tasks": "--tasks", "limit": "--limit", "set": "--set"}
+
+
+def state_differences(earlier: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between a sweep folder's state and this run's, e.g. "--limit 5 there, 10 here"."""
+    def shown(value: Any) -> str:
+        if isinstance(value, dict):
+            return ",".join(f"{k}={shown(v)}" for k, v in value.items()) or "none"
+        if isinstance(value, list):
+            return ",".join(shown(v) for v in value) or "none"
+        return "none" if value is None else str(value)
+
+    return "; ".join(f"{STATE_OPTIONS.get(key, key)} {shown(earlier.get(key))} there, {shown(now.get(key))} here"
+                     for key in dict.fromkeys([*earlier, *now]) if earlier.get(key) != now.get(key))
+
+
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],
                  limit: int | None, overrides: dict[str, Any]) -> None:
     state = {"recipe": str(resolve_recipe_path(recipe_file)), "grid": grid, "tasks": tasks, "limit": limit}
@@ -161,8 +177,8 @@ def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]],
     if path.is_file():
         earlier = json.loads(path.read_text())
         if earlier != state:
-            raise RecipeError("sweep", f"{out} holds a different sweep ({earlier['grid']} on {earlier['tasks']})",
-                              "use another --out folder or delete that one")
+            raise MergeError(f"--out: {out} holds a different sweep ({state_differences(earlier, state)}); use "
+                             "another --out folder or delete that one")
         return
     temp = path.with_suffix(".tmp")
     temp.write_text(json.dumps(state, indent=2))

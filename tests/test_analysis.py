@@ -142,6 +142,7 @@ def test_sweep_resumes_after_a_kill_and_plots(tiny_family, write_recipe, tmp_pat
     assert not (store / "runs").exists(), "a --limit sweep leaves the committed record alone"
     table = rerun.stdout[rerun.stdout.index("sweep of"):]
     assert "probe_reasoning" in table and "reasoning (split)" in table and "n=2" in table, table
+    assert all(f"lambda={value}" in table for value in ("0.2", "0.4", "0.6")), table
 
 
 def test_layer_statistics_of_a_linear_recipe_that_names_its_base(run_cli, tmp_path):

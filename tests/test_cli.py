@@ -99,6 +99,10 @@ def test_tables_at_80_columns_cut_no_value(narrow):
     code, out = narrow("methods")
     assert code == 0 and "…" not in out and "lambda*elect_sign(w_i*topk(tau_i," in out
     assert all(len(line) <= 80 for line in out.splitlines())
+    lines = out.splitlines()
+    bridged = [i for i, line in enumerate(lines) if line.startswith("│ mergekit.")]
+    continued = [lines[i + 1] for i in bridged if lines[i + 1].startswith("│") and not lines[i + 1].split("│")[1].strip()]
+    assert bridged and not continued, f"mergekit rows wrap: {continued[:2]}"
     code, out = narrow("track", "list", "--store", str(ROOT / "results"))
     assert code == 0 and "…" not in out
     assert all(len(line) <= 80 for line in out.splitlines())
@@ -150,3 +154,32 @@ def test_sweep_set_applies_to_every_variant():
     variants = expand("tiny-world", {"lambda": [0.5, 1.0]}, {"method": "task_arithmetic"})
     assert [(v.recipe.method, v.recipe.lambda_) for v in variants] == [("task_arithmetic", 0.5),
                                                                      ("task_arithmetic", 1.0)]
+
+
+def test_demo_title_says_how_many_documents_of_how_many():
+    """`demo --limit 10` says "n = 10 of 200 documents per task"; a full run says "n = 200"."""
+    from harness_ext.cli.demo import documents
+
+    assert documents({(10, 200)}) == "10 of 200"
+    assert documents({(200, 200)}) == "200"
+    assert documents({(10, 200), (10, 300)}) == "10 of 200, 10 of 300"
+
+
+def test_sweep_refusal_names_what_differs(tmp_path):
+    """A sweep folder holding another sweep: the one-line refusal says which option differs, both values."""
+    from harness_ext.sweep import _write_state
+    from merge_models.errors import MergeError
+
+    _write_state(tmp_path, "tiny-world", {"lambda": [0, 1]}, ["mvlm_probe_reasoning"], 5, {})
+    with pytest.raises(MergeError) as refused:
+        _write_state(tmp_path, "tiny-world", {"lambda": [0, 2]}, ["mvlm_probe_reasoning"], 10, {})
+    message = str(refused.value)
+    assert message.startswith(f"--out: {tmp_path} holds a different sweep (--grid lambda=0,1 there, lambda=0,2 "
+                              "here; --limit 5 there, 10 here)"), message
+    assert "recipe field" not in message and "\n" not in message
+
+
+def test_sweep_table_labels_variants_by_their_grid_values():
+    from harness_ext.cli.analysis import variant_label
+
+    assert variant_label({"lambda": 0, "method": "ties"}, ["lambda", "method"]) == "lambda=0, method=ties"

@@ -51,8 +51,8 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
     columns = list(dict.fromkeys((s.kind, s.name) for r in results for s in r.scores))
     table = Table(title=f"sweep of {recipe}: accuracy (%) [95% bootstrap interval], per task and per split",
                   caption="n: documents each score rests on", caption_justify="left")
-    for column in [*keys, "hash"]:
-        table.add_column(column, justify="right")
+    table.add_column("variant")
+    table.add_column("hash")
     for kind, name in columns:
         counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
         n = "?" if not counts else count_span(counts)
@@ -60,11 +60,16 @@ def sweep(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML 
                          justify="right")
     for r in results:
         by_column = {(s.kind, s.name): s for s in r.scores}
-        table.add_row(*[str(r.overrides[k]) for k in keys], r.recipe_hash,
+        table.add_row(variant_label(r.overrides, keys), r.recipe_hash,
                       *[_with_interval(by_column.get(column)) for column in columns])
     print_table(table)
     figure = plot_sweep([(r.overrides, r.scores) for r in results], folder / "sweep.png", f"sweep of {recipe}")
     console.print(f"figure: {figure}")
+
+
+def variant_label(overrides: dict, keys: list[str]) -> str:
+    """A sweep variant as the grid names it: `lambda=0`, `lambda=0.5, method=ties`."""
+    return ", ".join(f"{k}={overrides[k]}" for k in keys) or "recipe as written"
 
 
 def _with_interval(score) -> str:

@@ -97,6 +97,7 @@ def compare(a: Annotated[str, typer.Argument(metavar="A", help="Reference side A
     if as_json:
         payload = {"a": comparison.a.label, "b": comparison.b.label, "alpha": alpha, "iterations": iterations,
                    "seed": seed, "protocol": protocol, "intersection": comparison.narrowed,
+                   "same_weights": same_weights(comparison) is not None,
                    "tasks": [asdict(r) for r in comparison.tasks],
                    "splits": [asdict(r) for r in comparison.splits],
                    "mismatches": [asdict(m) for m in comparison.mismatches],
@@ -217,6 +218,9 @@ def _print_comparison(comparison) -> None:
                       "-" if test is None else _p(test.p), "-" if test is None else test.test,
                       _count(row.n_a), _count(row.n_b), row.note)
     print_table(table)
+    same = same_weights(comparison)
+    if same:
+        console.print(same, style="yellow", markup=False, highlight=False, soft_wrap=True)
     if comparison.narrowed:
         console.print(f"compared on the intersection (--intersection): {', '.join(comparison.narrowed)} rest on "
                       "different documents in A and B; docs is the number both answered, A n / B n each side's",
@@ -231,6 +235,15 @@ def _print_comparison(comparison) -> None:
         if tasks:
             console.print(f"only {side} has {', '.join(tasks)}: not compared", style="yellow", markup=False,
                           highlight=False, soft_wrap=True)
+
+
+def same_weights(comparison) -> str | None:
+    """A note when A and B are the same weights (one recipe hash), so differences are between runs only."""
+    a, b = comparison.a.variant, comparison.b.variant
+    if a.recipe_hash is None or a.recipe_hash != b.recipe_hash:
+        return None
+    return (f"A and B are the same weights (recipe hash {a.recipe_hash}): any difference is between runs "
+            "(documents, settings, nondeterminism), not between merges")
 
 
 def _count(value: int | None) -> str:
