@@ -3,7 +3,9 @@
 For each decoder layer and module group the group's weights are replaced in place, the tasks are
 evaluated, and the weights are copied back (bit for bit) — never reloaded. The drop against the
 intact model, per split (perception / reasoning, from each sample's record), maps where each
-ability lives, before and after merging.
+ability lives, before and after merging. Every drop is taken on the same documents as the intact score,
+with its n and a paired bootstrap interval (harness_ext.results.stats), so a large drop on a few
+documents reads as what it is.
 
 Modes: `base` puts the base LLM's weights in; `zero-delta` removes the model's own change for that
 layer (the VLM falls back to the base LLM, the merge falls back to the VLM: undoing the merge there);
@@ -27,31 +29,62 @@ from merge_models.stats import MODULE_PATTERNS
 MODES = ("base", "zero-delta", "constant")
 
 
+ALPHA, ITERATIONS = 0.05, 2000  # the drops' paired bootstrap intervals: 95%, replicates
+Verdicts = dict[str, dict[str, bool]]  # split -> document key -> correct
+
+
 @dataclass
 class KnockoutResult:
-    """Accuracy per split of each model intact, and the drop (points) per layer x module group."""
+    """Accuracy per split of each model intact, and per layer x module group the drop (points) on the same
+    documents with its paired bootstrap interval; `n`: documents per split."""
 
     modules: list[str]
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     drops: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    lows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    highs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    n: dict[str, dict[str, int]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"modules": self.modules, "reference": self.reference, "recipe_hashes": self.hashes,
-                "drops": {m: {s: d.tolist() for s, d in splits.items()} for m, splits in self.drops.items()}}
+        def plain(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+            return {m: {s: d.tolist() for s, d in splits.items()} for m, splits in arrays.items()}
+
+        return {"modules": self.modules, "reference": self.reference, "n": self.n, "recipe_hashes": self.hashes,
+                "interval": f"{100 * (1 - ALPHA):g}% paired bootstrap, {ITERATIONS} replicates",
+                "drops": plain(self.drops), "lows": plain(self.lows), "highs": plain(self.highs)}
 
 
-def split_accuracy(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
-    """Accuracy per split over all samples of all tasks, from their records' `split` and `correct`."""
-    totals: dict[str, list[int]] = {}
-    for task_samples in samples.values():
+def split_verdicts(samples: dict[str, list[dict[str, Any]]]) -> Verdicts:
+    """Per split, each document's verdict (keyed by task and doc_id), from the samples' `split` and `correct`."""
+    out: Verdicts = {}
+    for task, task_samples in samples.items():
         for sample in task_samples:
             record = sample.get("mvlm_acc")
             if isinstance(record, dict) and "split" in record:
-                counts = totals.setdefault(record["split"], [0, 0])
-                counts[0] += int(bool(record["correct"]))
-                counts[1] += 1
-    return {split: correct / count for split, (correct, count) in sorted(totals.items()) if count}
+                out.setdefault(record["split"], {})[f"{task}/{sample.get('doc_id')}"] = bool(record["correct"])
+    return dict(sorted(out.items()))
+
+
+def accuracy(verdicts: Verdicts) -> dict[str, float]:
+    """Accuracy per split."""
+    return {split: sum(v.values()) / len(v) for split, v in verdicts.items() if v}
+
+
+def paired_drop(intact: dict[str, bool], knocked: dict[str, bool], rng: np.random.Generator
+                ) -> tuple[float, float, float]:
+    """The drop in points from `intact` to `knocked` on the documents both have, and its paired bootstrap
+    interval (low, high)."""
+    from harness_ext.results.stats import Design, bootstrap_deltas, interval
+
+    shared = sorted(set(intact) & set(knocked))
+    if not shared:
+        return float("nan"), float("nan"), float("nan")
+    a = [float(intact[d]) for d in shared]
+    b = [float(knocked[d]) for d in shared]
+    design = Design.of("micro", [None] * len(shared), [None] * len(shared))
+    low, high = interval(bootstrap_deltas(b, a, design, ITERATIONS, rng), ALPHA)  # replicates of intact - knocked
+    return 100 * (sum(a) - sum(b)) / len(shared), 100 * low, 100 * high
 
 
 def baseline_of(recipe: Recipe) -> Recipe:
@@ -59,10 +92,11 @@ def baseline_of(recipe: Recipe) -> Recipe:
     return parse_recipe(apply_overrides(recipe.model_dump(mode="json", by_alias=True), {"modules": []}))
 
 
-def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
+def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], Verdicts],
                       modules: list[str], mode: str, merger: InPlaceMerger | None = None,
-                      log: Callable[[str], None] = print) -> KnockoutResult:
-    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
+                      log: Callable[[str], None] = print, seed: int = 0) -> KnockoutResult:
+    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops.
+    `evaluate_splits` gives each document's verdict per split (split_verdicts)."""
     if mode not in MODES:
         raise RecipeError("--mode", f"unknown knockout mode {mode!r}", f"use {', '.join(MODES)}")
     if mode == "base" or mode == "zero-delta":
@@ -71,13 +105,16 @@ def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger],
     merger = merger or InPlaceMerger(recipe)
     base = merger.shared.open(recipe.base, "base", recipe.allow_pickle) if recipe.base else None
     result = KnockoutResult(modules)
+    rng = np.random.default_rng(seed)
     for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):
         record = merger.apply(variant)
         result.hashes[label] = record["recipe_hash"]
-        result.reference[label] = evaluate_splits(merger)
+        intact = evaluate_splits(merger)
+        result.reference[label] = accuracy(intact)
+        result.n[label] = {split: len(verdicts) for split, verdicts in intact.items()}
         log(f"{label} intact: {_percent(result.reference[label])}")
         layers = merger.plan.num_layers
-        drops = {split: np.zeros((layers, len(modules))) for split in result.reference[label]}
+        drops, lows, highs = ({split: np.full((layers, len(modules)), np.nan) for split in intact} for _ in range(3))
         for layer in range(layers):
             for column, module in enumerate(modules):
                 names = [c for c in merger.vlm.canonical_map
@@ -86,15 +123,15 @@ def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger],
                 with torch.no_grad():
                     for canonical in names:
                         merger.parameter(canonical).copy_(_replacement(merger, base, canonical, mode, label))
-                scores = evaluate_splits(merger)
+                knocked = evaluate_splits(merger)
                 with torch.no_grad():
                     for canonical, value in saved.items():
                         merger.parameter(canonical).copy_(value)
-                for split, value in scores.items():
-                    drops.setdefault(split, np.zeros((layers, len(modules))))[layer, column] = \
-                        100 * (result.reference[label].get(split, 0.0) - value)
-                log(f"{label} layer {layer} {module}: {_percent(scores)}")
-        result.drops[label] = drops
+                for split in intact:
+                    drop = paired_drop(intact[split], knocked.get(split, {}), rng)
+                    drops[split][layer, column], lows[split][layer, column], highs[split][layer, column] = drop
+                log(f"{label} layer {layer} {module}: {_percent(accuracy(knocked))}")
+        result.drops[label], result.lows[label], result.highs[label] = drops, lows, highs
     merger.restore_vlm()
     return result
 
@@ -113,19 +150,21 @@ def _percent(scores: dict[str, float]) -> str:
 
 
 def write_outputs(result: KnockoutResult, out: Path, title: str) -> dict[str, Path]:
-    """Heatmap PNG, CSV table and raw JSON of a knockout analysis."""
+    """Heatmap PNG, CSV table and raw JSON of a knockout analysis (drops with intervals and n)."""
     import json
 
     from harness_ext.plots import plot_knockouts
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"png": plot_knockouts(result.drops, result.modules, out / "knockouts.png", title),
+    paths = {"png": plot_knockouts(result, out / "knockouts.png", title),
              "json": out / "knockouts.json", "csv": out / "knockouts.csv"}
     paths["json"].write_text(json.dumps(result.as_dict(), indent=2))
-    lines = ["model,split,layer,module,drop_points"]
+    lines = ["model,split,layer,module,drop_points,low_points,high_points,n"]
     for model, splits in result.drops.items():
         for split, data in splits.items():
+            low, high = result.lows[model][split], result.highs[model][split]
             for (layer, column), value in np.ndenumerate(data):
-                lines.append(f"{model},{split},{layer},{result.modules[column]},{value:.4f}")
+                lines.append(f"{model},{split},{layer},{result.modules[column]},{value:.4f},{low[layer, column]:.4f},"
+                             f"{high[layer, column]:.4f},{result.n[model][split]}")
     paths["csv"].write_text("\n".join(lines) + "\n")
     return paths

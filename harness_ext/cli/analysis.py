@@ -102,14 +102,14 @@ def layers(recipe: str = typer.Argument(..., metavar="RECIPE", help="Recipe YAML
         _stats(parsed, modules, folder)
         return
     from harness_ext.evaluate import evaluate
-    from harness_ext.layers import knockout_analysis, split_accuracy, write_outputs
+    from harness_ext.layers import knockout_analysis, split_verdicts, write_outputs
     from harness_ext.lmms_model import MergedVLMChat
 
     names = _tasks(tasks)
 
-    def evaluate_splits(merger) -> dict[str, float]:
+    def evaluate_splits(merger) -> dict[str, dict[str, bool]]:
         model = MergedVLMChat(loaded=merger.loaded, batch_size=batch_size, quiet=True)
-        return split_accuracy(evaluate(model, names, None, limit).samples)
+        return split_verdicts(evaluate(model, names, None, limit).samples)
 
     result = knockout_analysis(parsed, evaluate_splits, modules, mode, log=say(quiet))
     paths = write_outputs(result, folder, f"knockout ({mode}) drops: {parsed.name or Path(recipe).stem}")
@@ -149,15 +149,23 @@ def _stats(recipe, modules: list[str], folder: Path) -> None:
 
 def _print_drops(result) -> None:
     for model, splits in result.drops.items():
-        table = Table(title=f"{model}: accuracy drop when a layer's module is knocked out (points)")
+        table = Table(title=f"{model}: accuracy drop when a layer's module is knocked out (points) [95% paired "
+                            "bootstrap interval]; n: documents per split")
         table.add_column("layer", justify="right")
         columns = [(split, m) for split in splits for m in result.modules]
         for split, m in columns:
-            table.add_column(f"{split} {m}", justify="right")
+            table.add_column(f"{split} {m} n={result.n[model][split]}", justify="right")
         layers = next(iter(splits.values())).shape[0]
         for layer in range(layers):
-            table.add_row(str(layer), *[f"{splits[s][layer, result.modules.index(m)]:+.1f}" for s, m in columns])
+            table.add_row(str(layer), *[_drop(result, model, split, layer, result.modules.index(m))
+                                        for split, m in columns])
         print_table(table)
+
+
+def _drop(result, model: str, split: str, layer: int, column: int) -> str:
+    value = result.drops[model][split][layer, column]
+    low, high = result.lows[model][split][layer, column], result.highs[model][split][layer, column]
+    return f"{value:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _ingester(commit: bool):
