@@ -183,3 +183,36 @@ def test_sweep_table_labels_variants_by_their_grid_values():
     from harness_ext.cli.analysis import variant_label
 
     assert variant_label({"lambda": 0, "method": "ties"}, ["lambda", "method"]) == "lambda=0, method=ties"
+
+
+def test_leaderboard_at_80_columns_off_a_terminal_stays_a_table(narrow):
+    """Piped output is 80 columns wide: still one table (header row, rows), nothing cut, the unmerged VLM
+    shown as such, the row order stated."""
+    code, out = narrow("leaderboard", "--store", str(ROOT / "results"))
+    lines = out.splitlines()
+    assert code == 0 and "…" not in out and all(len(line) <= 80 for line in lines), out
+    assert any(line.split()[:4] == ["variant", "recipe", "hash", "n"] for line in lines), out
+    baseline = next(i for i, line in enumerate(lines) if line.strip().startswith("tiny-world-vlm-alone"))
+    assert "none" in lines[baseline] and "linear" not in lines[baseline] and "0.9/0.1" not in lines[baseline + 1]
+    assert "Rows: highest reasoning average first (--sort)." in " ".join(out.split())
+    code, top = narrow("leaderboard", "--store", str(ROOT / "results"), "--top", "2")
+    assert code == 0 and "2 of 7 variants (--top)" in " ".join(top.split())
+
+
+def test_leaderboard_plot_has_error_bars_and_starts_at_zero():
+    import matplotlib.pyplot as plt
+
+    from harness_ext.results import leaderboard
+    from harness_ext.results.plot import scatter_figure
+    from harness_ext.results.store import Store
+
+    board = leaderboard.build(Store(ROOT / "results"))
+    figure = scatter_figure(board)
+    axes = figure.axes[0]
+    bars = [c for c in axes.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(board.entries), "one pair of error bars per variant"
+    assert axes.get_ylim()[0] >= 0 and axes.get_xlim()[0] >= 0
+    tiny = next(e for e in board.entries if e.name == "tiny-world")
+    low, high = tiny.intervals["perception"]
+    assert low < tiny.averages["perception"] < high and high - low > 0.05, "n=200: a real interval"
+    plt.close(figure)

@@ -38,6 +38,7 @@ def leaderboard(
         sort: Annotated[str, typer.Option("--sort", help="reasoning, perception, delta-reasoning, "
                                                          "delta-perception, name, date, or a task.")] = "reasoning",
         ascending: Annotated[bool, typer.Option("--ascending", help="Smallest first.")] = False,
+        top: Annotated[int | None, typer.Option("--top", help="Show only the first N rows.")] = None,
         tasks: Annotated[str | None, TasksOpt] = None,
         baseline: Annotated[str | None, typer.Option("--baseline", help="The baseline run or variant (default: "
                                                                            "recorded baselines, by VLM).")] = None,
@@ -56,7 +57,7 @@ def leaderboard(
 
     if output_format not in FORMATS:
         raise ResultsError(f"--format {output_format}: use one of {', '.join(FORMATS)}")
-    board = board_module.build(open_store(store), _tasks(tasks), baseline, sort, ascending, protocol)
+    board = board_module.build(open_store(store), _tasks(tasks), baseline, sort, ascending, protocol, top)
     has_points = any(None not in e.averages.values() for e in board.entries)
     png = scatter_png(board) if plot is not None or (output_format == "html" and has_points) else None
     if plot is not None:
