@@ -172,7 +172,8 @@ def model_card(evaluation: Evaluation) -> str:
         lines.append(f"| {m.role} | `{m.model}` | {m.revision or '-'} | {identity} |")
     lines += ["", "## Evaluation runs", ""] + [_run_lines(r) for r in runs.values()]
     lines += ["", "## Reproduce", "", REPRODUCE_WHERE, "", "```sh", "merged-vlm reproduce BUNDLE --out out", "```",
-              "", "It runs:", "", "```sh", reproduce_command(evaluation, first), "```"]
+              "", "It runs (`recipe.yaml`'s local checkpoints resolved to the folders it found):", "", "```sh",
+              reproduce_command(evaluation, first), "```"]
     lines += ["", "## Files", "", "- `results.json`: scores in lmms-eval's results layout, with the merge record",
               "- `predictions/<task>.jsonl`: per document the response, the extracted answer and the verdict"]
     if v.recipe:
