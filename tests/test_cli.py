@@ -122,6 +122,7 @@ def test_demo_quiet_prints_the_table_and_no_progress_bar(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "VLM vs merged" in result.stdout
+    assert "n = 2 of 200 documents per task" in " ".join(result.stdout.split()), result.stdout
     assert "What the merge changed, on the same documents: probe_perception" in result.stdout
     assert "n=2)" in result.stdout
     assert "it/s" not in output and "%|" not in output and "\r" not in output, output[-3000:]
