@@ -3,7 +3,9 @@
 For each decoder layer and module group the group's weights are replaced in place, the tasks are
 evaluated, and the weights are copied back (bit for bit) — never reloaded. The drop against the
 intact model, per split (perception / reasoning, from each sample's record), maps where each
-ability lives, before and after merging.
+ability lives, before and after merging. Every drop is taken on the same documents as the intact score,
+with its n and a paired bootstrap interval (harness_ext.results.stats), so a large drop on a few
+documents reads as what it is.
 
 Modes: `base` puts the base LLM's weights in; `zero-delta` removes the model's own change for that
 layer (the VLM falls back to the base LLM, the merge falls back to the VLM: undoing the merge there);
@@ -31,31 +33,62 @@ if TYPE_CHECKING:
 MODES = ("base", "zero-delta", "constant")
 
 
+ALPHA, ITERATIONS = 0.05, 2000  # the drops' paired bootstrap intervals: 95%, replicates
+Verdicts = dict[str, dict[str, bool]]  # split -> document key -> correct
+
+
 @dataclass
 class KnockoutResult:
-    """Accuracy per split of each model intact, and the drop (points) per layer x module group."""
+    """Accuracy per split of each model intact, and per layer x module group the drop (points) on the same
+    documents with its paired bootstrap interval; `n`: documents per split."""
 
     modules: list[str]
     reference: dict[str, dict[str, float]] = field(default_factory=dict)
     drops: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    lows: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    highs: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    n: dict[str, dict[str, int]] = field(default_factory=dict)
     hashes: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"modules": self.modules, "reference": self.reference, "recipe_hashes": self.hashes,
-                "drops": {m: {s: d.tolist() for s, d in splits.items()} for m, splits in self.drops.items()}}
+        def plain(arrays: dict[str, dict[str, np.ndarray]]) -> dict[str, dict[str, list]]:
+            return {m: {s: d.tolist() for s, d in splits.items()} for m, splits in arrays.items()}
+
+        return {"modules": self.modules, "reference": self.reference, "n": self.n, "recipe_hashes": self.hashes,
+                "interval": f"{100 * (1 - ALPHA):g}% paired bootstrap, {ITERATIONS} replicates",
+                "drops": plain(self.drops), "lows": plain(self.lows), "highs": plain(self.highs)}
 
 
-def split_accuracy(samples: dict[str, list[dict[str, Any]]]) -> dict[str, float]:
-    """Accuracy per split over all samples of all tasks, from their records' `split` and `correct`."""
-    totals: dict[str, list[int]] = {}
-    for task_samples in samples.values():
+def split_verdicts(samples: dict[str, list[dict[str, Any]]]) -> Verdicts:
+    """Per split, each document's verdict (keyed by task and doc_id), from the samples' `split` and `correct`."""
+    out: Verdicts = {}
+    for task, task_samples in samples.items():
         for sample in task_samples:
             record = sample.get("mvlm_acc")
             if isinstance(record, dict) and "split" in record:
-                counts = totals.setdefault(record["split"], [0, 0])
-                counts[0] += int(bool(record["correct"]))
-                counts[1] += 1
-    return {split: correct / count for split, (correct, count) in sorted(totals.items()) if count}
+                out.setdefault(record["split"], {})[f"{task}/{sample.get('doc_id')}"] = bool(record["correct"])
+    return dict(sorted(out.items()))
+
+
+def accuracy(verdicts: Verdicts) -> dict[str, float]:
+    """Accuracy per split."""
+    return {split: sum(v.values()) / len(v) for split, v in verdicts.items() if v}
+
+
+def paired_drop(intact: dict[str, bool], knocked: dict[str, bool], rng: np.random.Generator
+                ) -> tuple[float, float, float]:
+    """The drop in points from `intact` to `knocked` on the documents both have, and its paired bootstrap
+    interval (low, high)."""
+    from harness_ext.results.stats import Design, bootstrap_deltas, interval
+
+    shared = sorted(set(intact) & set(knocked))
+    if not shared:
+        return float("nan"), float("nan"), float("nan")
+    a = [float(intact[d]) for d in shared]
+    b = [float(knocked[d]) for d in shared]
+    design = Design.of("micro", [None] * len(shared), [None] * len(shared))
+    low, high = interval(bootstrap_deltas(b, a, design, ITERATIONS, rng), ALPHA)  # replicates of intact - knocked
+    return 100 * (sum(a) - sum(b)) / len(shared), 100 * low, 100 * high
 
 
 def baseline_of(recipe: Recipe) -> Recipe:
@@ -65,18 +98,19 @@ def baseline_of(recipe: Recipe) -> Recipe:
 
 @dataclass(frozen=True)
 class SplitEvaluator:
-    """Accuracy per split of the tasks on a merger's current model (picklable, so Ray workers can run it)."""
+    """Each document's verdict per split of the tasks on a merger's current model (picklable, so Ray workers
+    can run it)."""
 
     tasks: list[str]
     limit: int | None = None
     batch_size: int = 8
 
-    def __call__(self, merger: InPlaceMerger) -> dict[str, float]:
+    def __call__(self, merger: InPlaceMerger) -> Verdicts:
         from harness_ext.evaluate import evaluate
         from harness_ext.lmms_model import MergedVLMChat
 
         model = MergedVLMChat(loaded=merger.loaded, batch_size=self.batch_size, quiet=True)
-        return split_accuracy(evaluate(model, self.tasks, None, self.limit).samples)
+        return split_verdicts(evaluate(model, self.tasks, None, self.limit).samples)
 
 
 def _check(recipe: Recipe, mode: str, modules: list[str]) -> None:
@@ -91,31 +125,34 @@ def _check(recipe: Recipe, mode: str, modules: list[str]) -> None:
         raise RecipeError("base", f"knockout mode {mode} needs the shared base LLM", "add `base:` or use constant")
 
 
-def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
+def knockout_analysis(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], Verdicts],
                       modules: list[str], mode: str, merger: InPlaceMerger | None = None,
-                      log: Callable[[str], None] = print) -> KnockoutResult:
-    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops."""
+                      log: Callable[[str], None] = print, seed: int = 0) -> KnockoutResult:
+    """Knock out every (layer, module group) in the VLM and in the recipe's merge; measure the drops.
+    `evaluate_splits` gives each document's verdict per split (split_verdicts)."""
     _check(recipe, mode, modules)
     merger = merger or InPlaceMerger(recipe)
     result = KnockoutResult(modules)
+    rng = np.random.default_rng(seed)
     for label, variant in (("VLM", baseline_of(recipe)), ("merged", recipe)):
         record = merger.apply(variant)
         result.hashes[label] = record["recipe_hash"]
-        result.reference[label] = evaluate_splits(merger)
-        log(f"{label} intact: {_percent(result.reference[label])}")
-        scores = {}
+        intact = evaluate_splits(merger)
+        log(f"{label} intact: {_percent(accuracy(intact))}")
+        knocked = {}
         for layer in range(merger.plan.num_layers):
             for module in modules:
-                scores[layer, module] = knock_out(merger, recipe, label, layer, module, mode, evaluate_splits)
-                log(f"{label} layer {layer} {module}: {_percent(scores[layer, module])}")
-        result.drops[label] = _drops(result.reference[label], scores, merger.plan.num_layers, modules)
+                knocked[layer, module] = knock_out(merger, recipe, label, layer, module, mode, evaluate_splits)
+                log(f"{label} layer {layer} {module}: {_percent(accuracy(knocked[layer, module]))}")
+        _fill(result, label, intact, knocked, merger.plan.num_layers, rng)
     merger.restore_vlm()
     return result
 
 
 def knock_out(merger: InPlaceMerger, recipe: Recipe, label: str, layer: int, module: str, mode: str,
-              evaluate_splits: Callable[[InPlaceMerger], dict[str, float]]) -> dict[str, float]:
-    """Scores with one layer's module group knocked out of the current model, whose weights are put back after."""
+              evaluate_splits: Callable[[InPlaceMerger], Verdicts]) -> Verdicts:
+    """Verdicts with one layer's module group knocked out of the current model, whose weights are put back
+    after."""
     base = merger.shared.open(recipe.base, "base", recipe.allow_pickle) if recipe.base else None
     names = [c for c in merger.vlm.canonical_map
              if c.startswith(f"model.layers.{layer}.") and MODULE_PATTERNS[module] in c]
@@ -123,28 +160,33 @@ def knock_out(merger: InPlaceMerger, recipe: Recipe, label: str, layer: int, mod
     with torch.no_grad():
         for canonical in names:
             merger.parameter(canonical).copy_(_replacement(merger, base, canonical, mode, label))
-    scores = evaluate_splits(merger)
+    verdicts = evaluate_splits(merger)
     with torch.no_grad():
         for canonical, value in saved.items():
             merger.parameter(canonical).copy_(value)
-    return scores
+    return verdicts
 
 
-def _drops(reference: dict[str, float], scores: dict[tuple[int, str], dict[str, float]], layers: int,
-           modules: list[str]) -> dict[str, np.ndarray]:
-    """Drop in points per split, layer and module group, against the intact model."""
-    drops = {split: np.zeros((layers, len(modules))) for split in reference}
-    for (layer, module), values in scores.items():
-        for split, value in values.items():
-            drops.setdefault(split, np.zeros((layers, len(modules))))[layer, modules.index(module)] = \
-                100 * (reference.get(split, 0.0) - value)
-    return drops
+def _fill(result: KnockoutResult, label: str, intact: Verdicts, knocked: dict[tuple[int, str], Verdicts],
+          layers: int, rng: np.random.Generator) -> None:
+    """The intact accuracy, n, and each knockout's paired drop with its interval, in (layer, module) order so
+    the bootstrap draws are the same however the evaluations were run."""
+    modules = result.modules
+    result.reference[label] = accuracy(intact)
+    result.n[label] = {split: len(verdicts) for split, verdicts in intact.items()}
+    drops, lows, highs = ({split: np.full((layers, len(modules)), np.nan) for split in intact} for _ in range(3))
+    for layer in range(layers):
+        for column, module in enumerate(modules):
+            for split in intact:
+                drop = paired_drop(intact[split], knocked[layer, module].get(split, {}), rng)
+                drops[split][layer, column], lows[split][layer, column], highs[split][layer, column] = drop
+    result.drops[label], result.lows[label], result.highs[label] = drops, lows, highs
 
 
 @dataclass(frozen=True)
 class KnockoutJob:
-    """On a Ray worker: make the model the intact `label` model (unless it is already), then score it as it is
-    (layer None) or with one layer's module group knocked out."""
+    """On a Ray worker: make the model the intact `label` model (unless it is already), then take its verdicts
+    as it is (layer None) or with one layer's module group knocked out."""
 
     recipe: Recipe
     label: str
@@ -152,9 +194,9 @@ class KnockoutJob:
     layer: int | None
     module: str | None
     mode: str
-    evaluate_splits: Callable[[InPlaceMerger], dict[str, float]]
+    evaluate_splits: Callable[[InPlaceMerger], Verdicts]
 
-    def __call__(self, merger: InPlaceMerger) -> dict[str, float]:
+    def __call__(self, merger: InPlaceMerger) -> Verdicts:
         if merger.loaded.record.get("recipe_hash") != self.recipe_hash:
             merger.apply(baseline_of(self.recipe) if self.label == "VLM" else self.recipe)
         if self.layer is None or self.module is None:
@@ -162,9 +204,9 @@ class KnockoutJob:
         return knock_out(merger, self.recipe, self.label, self.layer, self.module, self.mode, self.evaluate_splits)
 
 
-def knockout_analysis_scaled(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], dict[str, float]],
+def knockout_analysis_scaled(recipe: Recipe, evaluate_splits: Callable[[InPlaceMerger], Verdicts],
                              modules: list[str], mode: str, scale: ScaleOut, log: Callable[[str], None] = print,
-                             quiet: bool = False) -> KnockoutResult:
+                             quiet: bool = False, seed: int = 0) -> KnockoutResult:
     """`knockout_analysis` with every evaluation (intact models and knockouts) handed to Ray workers."""
     from harness_ext.scaleout import Job, ScaleOutError, pool, required_paths, run_jobs
     from merge_models.plan import build_plan
@@ -181,22 +223,22 @@ def knockout_analysis_scaled(recipe: Recipe, evaluate_splits: Callable[[InPlaceM
             name = f"{label} intact" if layer is None else f"{label} layer {layer} {module}"
             jobs.append(Job(name, name, KnockoutJob(recipe, label, plan.recipe_hash, layer, module, mode,
                                                     evaluate_splits)))
-    scores: dict[str, dict[str, float]] = {}
+    verdicts: dict[str, Verdicts] = {}
 
-    def arrived(job: Job, value: dict[str, float]) -> None:
-        scores[job.key] = value
-        log(f"{job.label}: {_percent(value)}")
+    def arrived(job: Job, value: Verdicts) -> None:
+        verdicts[job.key] = value
+        log(f"{job.label}: {_percent(accuracy(value))}")
 
     log(f"{len(jobs)} evaluations to run on Ray workers")
     with pool(scale, recipe, required_paths(recipe), log) as workers:
         failed = run_jobs(jobs, workers, arrived, log, quiet)
     if failed:
         raise ScaleOutError("layers: evaluations failed: " + "; ".join(f"{k} ({v})" for k, v in failed.items()))
+    rng = np.random.default_rng(seed)
     for label in result.hashes:
-        result.reference[label] = scores[f"{label} intact"]
-        knocked = {(layer, module): scores[f"{label} layer {layer} {module}"]
+        knocked = {(layer, module): verdicts[f"{label} layer {layer} {module}"]
                    for layer in range(layers) for module in modules}
-        result.drops[label] = _drops(result.reference[label], knocked, layers, modules)
+        _fill(result, label, verdicts[f"{label} intact"], knocked, layers, rng)
     return result
 
 
@@ -214,19 +256,21 @@ def _percent(scores: dict[str, float]) -> str:
 
 
 def write_outputs(result: KnockoutResult, out: Path, title: str) -> dict[str, Path]:
-    """Heatmap PNG, CSV table and raw JSON of a knockout analysis."""
+    """Heatmap PNG, CSV table and raw JSON of a knockout analysis (drops with intervals and n)."""
     import json
 
     from harness_ext.plots import plot_knockouts
 
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"png": plot_knockouts(result.drops, result.modules, out / "knockouts.png", title),
+    paths = {"png": plot_knockouts(result, out / "knockouts.png", title),
              "json": out / "knockouts.json", "csv": out / "knockouts.csv"}
     paths["json"].write_text(json.dumps(result.as_dict(), indent=2))
-    lines = ["model,split,layer,module,drop_points"]
+    lines = ["model,split,layer,module,drop_points,low_points,high_points,n"]
     for model, splits in result.drops.items():
         for split, data in splits.items():
+            low, high = result.lows[model][split], result.highs[model][split]
             for (layer, column), value in np.ndenumerate(data):
-                lines.append(f"{model},{split},{layer},{result.modules[column]},{value:.4f}")
+                lines.append(f"{model},{split},{layer},{result.modules[column]},{value:.4f},{low[layer, column]:.4f},"
+                             f"{high[layer, column]:.4f},{result.n[model][split]}")
     paths["csv"].write_text("\n".join(lines) + "\n")
     return paths

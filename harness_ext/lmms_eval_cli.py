@@ -5,11 +5,13 @@ offline mode (harness_ext.hub), the data of this project's tasks must be readabl
 MERGED_VLM_DATA, or the Hugging Face cache when offline), and `--model merged_vlm` arguments and the recipe
 they name must be valid. A run that fails a check, or whose model cannot be built or whose evaluation
 raises, prints one line naming the cause and the fix, exits non-zero and writes no results folder
-(lmms-eval itself logs such an error and exits 0). Everything else is lmms-eval's own CLI.
+(lmms-eval itself logs such an error and exits 0). A merge evaluated with `--limit` and `--output_path` is
+recorded in the local results store, as `demo` and `sweep` runs are. Everything else is lmms-eval's own CLI.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -120,6 +122,27 @@ def _evaluate(argv: list[str]) -> None:
         remove_unfinished(output, before, existed)
         _fail(*_failure_message(failures[0], args.model))
     mark_finished(output, before)
+    _record_limited(args.limit, args.output_path)
+
+
+def _record_limited(limit: float | None, output_path: str | None) -> None:
+    """A merge evaluated with --limit is an exploratory run: record it in the local store (results/local/, or
+    $MERGED_VLM_LOCAL_RESULTS) as `demo` and `sweep` do; full runs are recorded with `track ingest`."""
+    from harness_ext.lmms_results import loaded_record, output_folder_name
+
+    record = loaded_record()
+    if limit is None or not output_path or record is None or os.environ.get("RANK", "0") != "0":
+        return
+    from harness_ext.cli.track import record_runs
+    from harness_ext.results.errors import ResultsError
+    from harness_ext.results.ingest import read_output
+
+    saved = sorted((Path(output_path) / output_folder_name(record)).glob("*_results.json"))
+    try:
+        if saved:
+            record_runs(read_output(saved[-1]))
+    except ResultsError as exc:
+        print(f"warning: the run was not recorded: {exc}", file=sys.stderr)
 
 
 def _failure_message(exc: BaseException, model: str) -> tuple[str, int]:

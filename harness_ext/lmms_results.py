@@ -31,6 +31,11 @@ def merge_loaded() -> bool:
     return bool(_current)
 
 
+def loaded_record() -> dict[str, Any] | None:
+    """The merge record of the model this process evaluates, None before one loads."""
+    return dict(_current) if _current else None
+
+
 def output_folder_name(record: dict[str, Any]) -> str:
     """`<recipe name>-<hash>`, sanitised as lmms-eval sanitises folder names: where results land."""
     from lmms_eval.loggers.evaluation_tracker import sanitize_model_name

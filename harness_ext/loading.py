@@ -9,6 +9,8 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -116,13 +118,15 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     load_kwargs = {**_load_kwargs(plan, options), **placement.load_kwargs(streamed=not options["cache"])}
     if options["cache"]:
         path, hit = cached_checkpoint(plan, quiet=options["quiet"], device=placement.merge_device)
-        model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
+        with loading_bar(not options["quiet"]):
+            model = T.AutoModelForImageTextToText.from_pretrained(path, **load_kwargs)
         how, merged = ("cache hit" if hit else "merged into the cache"), len(plan.merged())
     else:
         path = plan.vlm.path
         config = T.AutoConfig.from_pretrained(path, trust_remote_code=plan.recipe.trust_remote_code)
-        model = from_streamed(T.AutoModelForImageTextToText, config, streamed_state_dict(plan, placement.merge_device),
-                              path, True, **load_kwargs)
+        with loading_bar(not options["quiet"]):
+            model = from_streamed(T.AutoModelForImageTextToText, config,
+                                  streamed_state_dict(plan, placement.merge_device), path, True, **load_kwargs)
         merged, how = len(plan.merged()), "merged in memory"
     processor = load_processor(plan, options)
     if options.get("save_merged"):
@@ -133,6 +137,22 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     record = merge_record(plan, args.recipe_path, args.overrides, load=stats)
     plan.close()
     return LoadedVLM(model, processor, family, record, stats)
+
+
+@contextmanager
+def loading_bar(shown: bool) -> Iterator[None]:
+    """Let transformers draw its "Loading weights" bar (one redraw per tensor, hundreds of lines in a log)
+    only when `shown`; its own switch is restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    hide = not shown and hf_logging.is_progress_bar_enabled()
+    if hide:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if hide:
+            hf_logging.enable_progress_bar()
 
 
 class PlannedTensor:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 import matplotlib
 
@@ -12,6 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from harness_ext.results.record import count_span  # noqa: E402
+
+if TYPE_CHECKING:
+    from harness_ext.layers import KnockoutResult
 
 
 def sweep_figure(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], title: str = "sweep"):
@@ -69,27 +72,30 @@ def plot_sweep(rows: Sequence[tuple[dict[str, Any], Sequence[Any]]], path: Path,
     return path
 
 
-def plot_knockouts(drops: dict[str, dict[str, np.ndarray]], modules: list[str], path: Path,
-                   title: str) -> Path:
-    """Heatmaps of accuracy drop (points) for layer x module: rows are models, columns are splits."""
+def plot_knockouts(result: KnockoutResult, path: Path, title: str) -> Path:
+    """Heatmaps of accuracy drop (points) for layer x module, each cell with its 95% paired bootstrap interval:
+    rows are models, columns are splits, each panel titled with its n."""
+    drops, modules = result.drops, result.modules
     models, splits = list(drops), list(next(iter(drops.values())))
-    figure, axes = plt.subplots(len(models), len(splits), figsize=(3.2 * len(splits) + 1, 0.35 *
-                                next(iter(next(iter(drops.values())).values())).shape[0] * len(models) + 2),
-                                squeeze=False)
+    layers = next(iter(next(iter(drops.values())).values())).shape[0]
+    figure, axes = plt.subplots(len(models), len(splits), figsize=(3.4 * len(splits) + 1.2,
+                                (0.55 * layers + 1.3) * len(models) + 0.8), squeeze=False, layout="constrained")
     limit = max(1e-9, max(float(np.nanmax(np.abs(d))) for m in drops.values() for d in m.values()))
     for row, model in enumerate(models):
         for column, split in enumerate(splits):
             axis = axes[row][column]
             data = drops[model][split]
+            low, high = result.lows[model][split], result.highs[model][split]
             image = axis.imshow(data, cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
             axis.set_xticks(range(len(modules)), modules)
             axis.set_yticks(range(data.shape[0]), [str(i) for i in range(data.shape[0])])
             axis.set_ylabel("layer")
-            axis.set_title(f"{model}: {split}")
+            axis.set_title(f"{model}: {split} (n={result.n[model][split]})", fontsize=9)
             for (i, j), value in np.ndenumerate(data):
-                axis.text(j, i, f"{value:.1f}", ha="center", va="center", fontsize=7)
+                axis.text(j, i, f"{value:+.1f}\n[{low[i, j]:+.0f}, {high[i, j]:+.0f}]", ha="center", va="center",
+                          fontsize=6.5, color="white" if abs(value) > 0.6 * limit else "black")
     figure.colorbar(image, ax=axes, shrink=0.8, label="accuracy drop (points)")
-    figure.suptitle(title)
-    figure.savefig(path, dpi=120, bbox_inches="tight")
+    figure.suptitle(f"{title}\ndrop in points [95% paired bootstrap interval]; n = documents per split", fontsize=10)
+    figure.savefig(path, dpi=120)
     plt.close(figure)
     return path

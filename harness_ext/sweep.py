@@ -240,6 +240,22 @@ def _result(variant: Variant, folder: Path, on_done: Callable[[RunRecord], None]
     return SweepResult(variant.overrides, record.variant.id, folder, record, summarize(record))
 
 
+STATE_OPTIONS = {"recipe": "recipe", "grid": "--grid", "tasks": "--tasks", "limit": "--limit", "set": "--set"}
+
+
+def state_differences(earlier: dict[str, Any], now: dict[str, Any]) -> str:
+    """What differs between a sweep folder's state and this run's, e.g. "--limit 5 there, 10 here"."""
+    def shown(value: Any) -> str:
+        if isinstance(value, dict):
+            return ",".join(f"{k}={shown(v)}" for k, v in value.items()) or "none"
+        if isinstance(value, list):
+            return ",".join(shown(v) for v in value) or "none"
+        return "none" if value is None else str(value)
+
+    return "; ".join(f"{STATE_OPTIONS.get(key, key)} {shown(earlier.get(key))} there, {shown(now.get(key))} here"
+                     for key in dict.fromkeys([*earlier, *now]) if earlier.get(key) != now.get(key))
+
+
 def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]], tasks: list[str],
                  limit: int | None, overrides: dict[str, Any], write: bool = True) -> None:
     """Record the sweep in `out` (unless `write` is false); a RecipeError when `out` holds another sweep."""
@@ -250,8 +266,8 @@ def _write_state(out: Path, recipe_file: str | Path, grid: dict[str, list[Any]],
     if path.is_file():
         earlier = json.loads(path.read_text())
         if earlier != state:
-            raise RecipeError("sweep", f"{out} holds a different sweep ({earlier['grid']} on {earlier['tasks']})",
-                              "use another --out folder or delete that one")
+            raise MergeError(f"--out: {out} holds a different sweep ({state_differences(earlier, state)}); use "
+                             "another --out folder or delete that one")
         return
     if not write:
         return

@@ -6,7 +6,9 @@ import hashlib
 import json
 import os
 import pickle
+import re
 import struct
+import textwrap
 import threading
 from dataclasses import dataclass, field, replace
 from functools import cached_property
@@ -229,13 +231,22 @@ def _download(ref: ModelRef, field: str, allow_pickle: bool) -> tuple[Path, dict
     except CheckpointError:
         raise
     except Exception as exc:  # offline, unknown repo, gated, no disk: all leave the same remedy
-        reason = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
+        reason = short_reason(exc)
         raise CheckpointError(
             f"{field}.model", f"{ref.model!r} is not a local directory and could not be fetched from the "
                               f"Hugging Face Hub ({reason})",
             f"download it where a network exists (`hf download {ref.model}`) or give a local path",
         ) from None
     return snapshot, {"source": "hub", "repo": ref.model, "commit": snapshot.name}
+
+
+def short_reason(exc: BaseException, limit: int = 160) -> str:
+    """An exception's first sentence, shortened at a word boundary (never mid-word) to at most `limit` characters."""
+    text = " ".join(str(exc).split())
+    if not text:
+        return type(exc).__name__
+    sentence = re.split(r"(?<=[.!?])\s", text, maxsplit=1)[0].rstrip(".")
+    return textwrap.shorten(sentence, limit, placeholder=" ...")
 
 
 def _read_config(path: Path, field: str) -> dict[str, Any]:

@@ -336,6 +336,11 @@ def resolve_recipe_path(reference: str | Path) -> Path:
     raise RecipeError("recipe", f"no file {str(reference)!r}", f"give a YAML path or a shipped recipe name ({shipped})")
 
 
+def shipped_path(relative: str) -> Path:
+    """Where a file or folder shipped with merged-vlm (`models/tiny-world/vlm`, `recipes/...`) lies here."""
+    return RECIPES_DIR.parent / relative
+
+
 def read_recipe_document(reference: str | Path) -> dict[str, Any]:
     """Parse a recipe YAML file into a mapping (mergekit YAML is translated)."""
     path = resolve_recipe_path(reference)
@@ -495,4 +500,4 @@ def _bracket_indices(field: str) -> str:
 
 
 __all__ = ["Recipe", "ModelRef", "LayerSwap", "FilterRule", "load_recipe", "parse_recipe", "apply_overrides",
-           "read_recipe_document", "resolve_recipe_path", "DEFAULT_EXCLUDE", "RECIPES_DIR"]
+           "read_recipe_document", "resolve_recipe_path", "shipped_path", "DEFAULT_EXCLUDE", "RECIPES_DIR"]

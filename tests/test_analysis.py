@@ -62,16 +62,22 @@ def test_knockouts_change_weights_then_restore_them_bit_for_bit(tiny_family, tmp
     merged.update(_language(merger))
     seen = []
 
-    def fake_scores(m: InPlaceMerger) -> dict[str, float]:
-        """A score that moves with the weights, so every knockout registers."""
+    def fake_scores(m: InPlaceMerger) -> dict[str, dict[str, bool]]:
+        """Verdicts on 10 documents per split that move with the weights, so every knockout registers."""
         total = sum(float(m.parameter(c).double().abs().sum()) for c in m.vlm.canonical_map)
         seen.append(total)
-        return {"perception": total % 1.0, "reasoning": (total * 7) % 1.0}
+        return {split: {f"doc{d}": d < round(10 * fraction) for d in range(10)}
+                for split, fraction in (("perception", total % 1.0), ("reasoning", (total * 7) % 1.0))}
 
     result = knockout_analysis(recipe, fake_scores, ["attn", "mlp"], "zero-delta", merger=merger, log=lambda _: None)
     assert len(seen) == 2 * (1 + 4 * 2)
     assert len(set(seen)) > 10, "each knockout changes the weights"
     assert result.drops["merged"]["perception"].shape == (4, 2)
+    assert result.n == {"VLM": {"perception": 10, "reasoning": 10}, "merged": {"perception": 10, "reasoning": 10}}
+    for model, splits in result.drops.items():
+        for split, drops in splits.items():
+            low, high = result.lows[model][split], result.highs[model][split]
+            assert (low <= drops + 1e-9).all() and (drops <= high + 1e-9).all(), (model, split)
     after = _language(merger)
     assert all(torch.equal(before[c], after[c]) for c in before), "the VLM's weights come back exactly"
     merger.apply(recipe)
@@ -80,7 +86,22 @@ def test_knockouts_change_weights_then_restore_them_bit_for_bit(tiny_family, tmp
     paths = write_outputs(result, tmp_path, "test")
     with Image.open(paths["png"]) as image:
         assert image.size[0] > 200 and image.size[1] > 200
-    assert len(paths["csv"].read_text().splitlines()) == 1 + 2 * 2 * 4 * 2
+    rows = paths["csv"].read_text().splitlines()
+    assert rows[0] == "model,split,layer,module,drop_points,low_points,high_points,n" and len(rows) == 1 + 2 * 2 * 4 * 2
+    assert all(row.endswith(",10") for row in rows[1:])
+
+
+def test_a_knockout_drop_on_three_documents_has_a_wide_interval():
+    """A +66.7-point drop from 3 documents: its paired interval spans from no drop to the whole range."""
+    import numpy as np
+
+    from harness_ext.layers import paired_drop
+
+    intact = {"a": True, "b": True, "c": True}
+    drop, low, high = paired_drop(intact, {"a": True, "b": False, "c": False}, np.random.default_rng(0))
+    assert drop == pytest.approx(200 / 3) and low == pytest.approx(0.0) and high == pytest.approx(100.0)
+    drop, low, high = paired_drop(intact, {"a": True, "b": True, "c": True, "d": False}, np.random.default_rng(0))
+    assert (drop, low, high) == (0.0, 0.0, 0.0), "on the documents both have"
 
 
 def test_stats_match_an_independent_computation(tiny_family):
@@ -142,6 +163,7 @@ def test_sweep_resumes_after_a_kill_and_plots(tiny_family, write_recipe, tmp_pat
     assert not (store / "runs").exists(), "a --limit sweep leaves the committed record alone"
     table = rerun.stdout[rerun.stdout.index("sweep of"):]
     assert "probe_reasoning" in table and "reasoning (split)" in table and "n=2" in table, table
+    assert all(f"lambda={value}" in table for value in ("0.2", "0.4", "0.6")), table
 
 
 def test_layer_statistics_of_a_linear_recipe_that_names_its_base(run_cli, tmp_path):

@@ -153,6 +153,19 @@ def test_hub_id_offline_names_the_download_command(tiny_family, write_recipe, ru
     assert "hf download Qwen/Qwen2-7B" in line
 
 
+def test_hub_reason_is_cut_at_a_word_boundary():
+    from merge_models.checkpoint import short_reason
+
+    long = "Cannot find an appropriate cached snapshot folder for the specified revision on the local disk and " \
+           "outgoing traffic has been disabled. To enable repo look-ups and downloads online, set HF_HUB_OFFLINE=0."
+    assert short_reason(ValueError(long)) == ("Cannot find an appropriate cached snapshot folder for the specified "
+                                              "revision on the local disk and outgoing traffic has been disabled")
+    words = " ".join(f"word{i}" for i in range(60))
+    shortened = short_reason(OSError(words), 50)
+    assert len(shortened) <= 50 and shortened.endswith(" ...") and shortened[:-4] == words[:len(shortened) - 4]
+    assert words.split().count(shortened[:-4].split()[-1]) == 1  # the last word is whole
+
+
 @pytest.mark.parametrize("damage", ["truncate", "garbage"])
 def test_corrupt_checkpoint(damage, tiny_family, tmp_path, write_recipe, run_cli, isolated_cache):
     family = tiny_family("qwen2_vl")

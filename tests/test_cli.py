@@ -99,6 +99,10 @@ def test_tables_at_80_columns_cut_no_value(narrow):
     code, out = narrow("methods")
     assert code == 0 and "…" not in out and "lambda*elect_sign(w_i*topk(tau_i," in out
     assert all(len(line) <= 80 for line in out.splitlines())
+    lines = out.splitlines()
+    bridged = [i for i, line in enumerate(lines) if line.startswith("│ mergekit.")]
+    continued = [lines[i + 1] for i in bridged if lines[i + 1].startswith("│") and not lines[i + 1].split("│")[1].strip()]
+    assert bridged and not continued, f"mergekit rows wrap: {continued[:2]}"
     code, out = narrow("track", "list", "--store", str(ROOT / "results"))
     assert code == 0 and "…" not in out
     assert all(len(line) <= 80 for line in out.splitlines())
@@ -118,6 +122,7 @@ def test_demo_quiet_prints_the_table_and_no_progress_bar(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     output = result.stdout + result.stderr
     assert "VLM vs merged" in result.stdout
+    assert "n = 2 of 200 documents per task" in " ".join(result.stdout.split()), result.stdout
     assert "What the merge changed, on the same documents: probe_perception" in result.stdout
     assert "n=2)" in result.stdout
     assert "it/s" not in output and "%|" not in output and "\r" not in output, output[-3000:]
@@ -150,3 +155,65 @@ def test_sweep_set_applies_to_every_variant():
     variants = expand("tiny-world", {"lambda": [0.5, 1.0]}, {"method": "task_arithmetic"})
     assert [(v.recipe.method, v.recipe.lambda_) for v in variants] == [("task_arithmetic", 0.5),
                                                                      ("task_arithmetic", 1.0)]
+
+
+def test_demo_title_says_how_many_documents_of_how_many():
+    """`demo --limit 10` says "n = 10 of 200 documents per task"; a full run says "n = 200"."""
+    from harness_ext.cli.demo import documents
+
+    assert documents({(10, 200)}) == "10 of 200"
+    assert documents({(200, 200)}) == "200"
+    assert documents({(10, 200), (10, 300)}) == "10 of 200, 10 of 300"
+
+
+def test_sweep_refusal_names_what_differs(tmp_path):
+    """A sweep folder holding another sweep: the one-line refusal says which option differs, both values."""
+    from harness_ext.sweep import _write_state
+    from merge_models.errors import MergeError
+
+    _write_state(tmp_path, "tiny-world", {"lambda": [0, 1]}, ["mvlm_probe_reasoning"], 5, {})
+    with pytest.raises(MergeError) as refused:
+        _write_state(tmp_path, "tiny-world", {"lambda": [0, 2]}, ["mvlm_probe_reasoning"], 10, {})
+    message = str(refused.value)
+    assert message.startswith(f"--out: {tmp_path} holds a different sweep (--grid lambda=0,1 there, lambda=0,2 "
+                              "here; --limit 5 there, 10 here)"), message
+    assert "recipe field" not in message and "\n" not in message
+
+
+def test_sweep_table_labels_variants_by_their_grid_values():
+    from harness_ext.cli.analysis import variant_label
+
+    assert variant_label({"lambda": 0, "method": "ties"}, ["lambda", "method"]) == "lambda=0, method=ties"
+
+
+def test_leaderboard_at_80_columns_off_a_terminal_stays_a_table(narrow):
+    """Piped output is 80 columns wide: still one table (header row, rows), nothing cut, the unmerged VLM
+    shown as such, the row order stated."""
+    code, out = narrow("leaderboard", "--store", str(ROOT / "results"))
+    lines = out.splitlines()
+    assert code == 0 and "…" not in out and all(len(line) <= 80 for line in lines), out
+    assert any(line.split()[:4] == ["variant", "recipe", "hash", "n"] for line in lines), out
+    baseline = next(i for i, line in enumerate(lines) if line.strip().startswith("tiny-world-vlm-alone"))
+    assert "none" in lines[baseline] and "linear" not in lines[baseline] and "0.9/0.1" not in lines[baseline + 1]
+    assert "Rows: highest reasoning average first (--sort)." in " ".join(out.split())
+    code, top = narrow("leaderboard", "--store", str(ROOT / "results"), "--top", "2")
+    assert code == 0 and "2 of 7 variants (--top)" in " ".join(top.split())
+
+
+def test_leaderboard_plot_has_error_bars_and_starts_at_zero():
+    import matplotlib.pyplot as plt
+
+    from harness_ext.results import leaderboard
+    from harness_ext.results.plot import scatter_figure
+    from harness_ext.results.store import Store
+
+    board = leaderboard.build(Store(ROOT / "results"))
+    figure = scatter_figure(board)
+    axes = figure.axes[0]
+    bars = [c for c in axes.containers if type(c).__name__ == "ErrorbarContainer"]
+    assert len(bars) == len(board.entries), "one pair of error bars per variant"
+    assert axes.get_ylim()[0] >= 0 and axes.get_xlim()[0] >= 0
+    tiny = next(e for e in board.entries if e.name == "tiny-world")
+    low, high = tiny.intervals["perception"]
+    assert low < tiny.averages["perception"] < high and high - low > 0.05, "n=200: a real interval"
+    plt.close(figure)

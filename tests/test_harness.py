@@ -101,6 +101,7 @@ def runs(world):
 def test_merged_vlm_chat_run_records_recipe_and_hash(world, runs):
     code, log = runs["chat"]
     assert code == 0, log[-3000:]
+    assert "Loading weights" not in log, "quiet=true: no transformers loading bar"
     folder = world["root"] / "out-chat"
     assert [p.name for p in folder.iterdir()] == [f"tiny-llava-{world['hash']}"], "folder named after recipe+hash"
     results = _results(folder)
@@ -112,6 +113,15 @@ def test_merged_vlm_chat_run_records_recipe_and_hash(world, runs):
     samples = _samples(folder)
     assert len(samples) == 2 * int(LIMIT)
     assert all("extracted" in s["mvlm_acc"] for s in samples.values()), "per-sample verdicts are logged"
+
+
+def test_limited_merged_vlm_runs_are_recorded_in_the_local_store(world, runs):
+    """`lmms_eval --model merged_vlm ... --limit N --output_path P` records the run in results/local/, as the
+    README says of exploratory runs; lm-eval's own command records nothing."""
+    records = [json.loads(p.read_text()) for p in (world["root"] / "results/local/runs").glob("*.json")]
+    assert sorted(r["harness"]["limit"] for r in records) == [float(LIMIT)] * 2, records
+    assert {r["variant"]["recipe_hash"] for r in records} == {world["hash"]}
+    assert "recorded: " in runs["chat"][1] and "recorded: " not in runs["lm_eval"][1]
 
 
 def test_merged_vlm_simple_run_is_a_cache_hit(world, runs):
@@ -133,6 +143,8 @@ def test_same_generations_as_lmms_eval_builtin_on_saved_checkpoint(world, runs):
 def test_merged_lm_runs_under_lm_eval(world, runs):
     code, log = runs["lm_eval"]
     assert code == 0, log[-3000:]
+    assert "`pretrained` model kwarg is not of type" not in log, "HFLM's in-memory warning is not for users"
+    assert "Loading weights" not in log, "merged_lm is quiet by default"
     results = _results(world["root"] / "out-lm")
     assert [p.name for p in (world["root"] / "out-lm").iterdir()] == [f"tiny-llava-{world['hash']}"]
     assert results["config"]["merged_vlm"]["recipe_hash"] == world["hash"]

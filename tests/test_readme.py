@@ -3,8 +3,6 @@ Quick start), and the numbers it prints are the ones the code reproduces from th
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import os
 import re
@@ -80,8 +78,8 @@ def sandbox(tmp_path_factory) -> Path:
     return root
 
 
-def _run(command: str, cwd: Path, tmp: Path) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": "200",
+def _run(command: str, cwd: Path, tmp: Path, columns: int = 200) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}", "COLUMNS": str(columns),
            "MERGED_VLM_CACHE": str(tmp / "cache"), "MERGED_VLM_LOCAL_RESULTS": str(tmp / "local"),
            "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
     return subprocess.run(shlex.split(command), cwd=cwd, env=env, capture_output=True, text=True, timeout=900)
@@ -108,6 +106,28 @@ def test_every_other_command_runs_offline_as_written(sandbox, tmp_path):
             assert result.returncode == shown["status"], (command, result.returncode)
         else:
             assert result.returncode == 0, (command, result.stderr[-3000:])
+    _check_results_locations(sandbox, tmp_path)
+
+
+def _check_results_locations(sandbox: Path, tmp: Path) -> None:
+    """Every place the README says results land holds them after its commands ran: `<output_path>/...` under
+    each --output_path a command used, a concrete folder in the sandbox, `results/local/` in the local store
+    (here $MERGED_VLM_LOCAL_RESULTS) for the --limit run."""
+    outputs = [re.search(r"--output_path (\S+)", c).group(1) for c in commands(README)
+               if "--output_path" in c and not any(marker in c for marker in NEEDS_HUB) and c not in quick_start()]
+    locations = re.findall(r"[Rr]esults land in `([^`]+)`", README)
+    assert outputs and locations
+    for location in locations:
+        pattern = re.sub(r"<recipe name>-<recipe hash>", "*-*", location).rstrip("/")
+        if pattern.startswith("<output_path>/"):
+            for output in outputs:
+                found = list(sandbox.glob(f"{output.rstrip('/')}/{pattern.split('/', 1)[1]}/*results*.json"))
+                assert found, f"README: results land in {location}; nothing under {output}"
+        else:
+            assert "<" not in pattern, location
+            assert list(sandbox.glob(f"{pattern}/*results*.json")), f"README: results land in {location}"
+    assert "`results/local/`" in README and "--limit N --output_path P" in README
+    assert list((tmp / "local" / "runs").glob("*.json")), "the README's --limit run is recorded in results/local/"
 
 
 def _console_outputs() -> dict[str, dict]:
@@ -126,27 +146,20 @@ def _console_outputs() -> dict[str, dict]:
     return out
 
 
-def _leaderboard_csv(cwd: Path, tmp: Path) -> dict[str, dict[str, str]]:
-    result = _run("merged-vlm leaderboard --format csv", cwd, tmp)
+def test_leaderboard_shown_is_the_commands_output_at_80_columns(sandbox, tmp_path):
+    """The README's leaderboard block is, line for line, what its command prints at 80 columns with its
+    output piped (a table, not a wrapped list), from the committed record; up to the block's `...`."""
+    body = next(body for language, body in fenced_blocks(README)
+                if language == "console" and body.startswith("$ merged-vlm leaderboard"))
+    command, *shown = body.rstrip("\n").splitlines()
+    result = _run(command[2:], sandbox, tmp_path, columns=80)
     assert result.returncode == 0, result.stderr
-    return {row["variant"]: row for row in csv.DictReader(io.StringIO(result.stdout))}
-
-
-def test_leaderboard_shown_is_the_committed_record(sandbox, tmp_path):
-    """Every row of the README's leaderboard has the committed record's n and scores."""
-    block = next(body for language, body in fenced_blocks(README) if language == "" and body.startswith("variant "))
-    rows = _leaderboard_csv(sandbox, tmp_path)
-    header, *lines = [line for line in block.splitlines() if line.strip()]
-    starts = [(m.start(), m.group()) for m in re.finditer(r"\S+(?: \S+)*", header)]
-    assert lines
-    for line in lines:
-        cells = {name: line[start:end].strip() for (start, name), (end, _) in
-                 zip(starts, starts[1:] + [(len(line), "")])}
-        name = cells["variant"].rstrip(" ★")
-        row = rows[name]
-        assert cells["n"] == row["n_min"], (name, cells["n"], row["n_min"])
-        assert float(cells["perception"]) == pytest.approx(float(row["perception"]), abs=0.05), name
-        assert float(cells["reasoning"]) == pytest.approx(float(row["reasoning"]), abs=0.05), name
+    printed = [line.rstrip() for line in result.stdout.splitlines()]
+    assert all(len(line) <= 80 for line in printed)
+    *exact, last = shown
+    assert printed[:len(exact)] == exact, "\n".join(printed)
+    assert last.endswith("...") and printed[len(exact)].startswith(last[:-3].rstrip()), printed[len(exact)]
+    assert "Rows: highest reasoning average first (--sort)" in " ".join(printed), "the row order is stated"
 
 
 def test_main_command_output_shown_is_what_the_committed_runs_give():

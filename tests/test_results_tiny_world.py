@@ -68,22 +68,36 @@ def test_demo_records_the_vlm_alone_and_the_merge_apart(repo):
     assert compared.returncode == 0, compared.stderr
 
 
-def test_submitted_bundle_reproduces_its_scores_with_its_own_command(repo):
-    bundle = repo["root"] / "submission"
-    submitted = _cli(repo, "submit", "tiny-world", "--out", "submission")
+def _moved(repo: dict, tmp_path: Path) -> tuple[Path, Path, str]:
+    """The bundle `submit` wrote, moved to another folder, and a copy of the checkout's checkpoints under a
+    different folder name; with the reproduce command `submit` printed."""
+    submitted = _cli(repo, "submit", "tiny-world", "--out", "submission", "--force")
     assert submitted.returncode == 0, submitted.stderr
+    [printed] = [line.split(": ", 1)[1] for line in submitted.stdout.splitlines() if line.startswith("reproduce it")]
+    bundle = tmp_path / "elsewhere" / "moved-bundle"
+    shutil.copytree(repo["root"] / "submission", bundle)
+    checkout = tmp_path / "renamed-checkout"
+    shutil.copytree(repo["root"] / "models", checkout / "models")
+    return bundle, checkout, printed.replace("submission", str(bundle), 1)
+
+
+def test_moved_bundle_reproduces_its_scores_with_the_command_it_prints(repo, tmp_path):
+    bundle, checkout, command = _moved(repo, tmp_path)
+    recipe = (bundle / "recipe.yaml").read_text()
+    assert "model: models/tiny-world/vlm" in recipe and ".." not in recipe, recipe
     card = (bundle / "MODEL_CARD.md").read_text()
-    [command] = [line for line in card.splitlines() if line.startswith("lmms_eval ")]
-    assert "--model merged_vlm --model_args recipe=recipe.yaml " in command and f"--limit {LIMIT}" in command
+    assert "merged-vlm reproduce BUNDLE --out out" in card and "From the root of a merged-vlm checkout" in card
+    [harness] = [line for line in card.splitlines() if line.startswith("lmms_eval ")]
+    assert "--model merged_vlm --model_args recipe=recipe.yaml " in harness and f"--limit {LIMIT}" in harness
     for path in bundle.rglob("*"):
         if path.is_file():
             assert str(repo["root"]) not in path.read_text() and str(ROOT) not in path.read_text(), path
-    run = subprocess.run(shlex.split(command), cwd=bundle, env=repo["env"], capture_output=True, text=True,
+    run = subprocess.run(shlex.split(command), cwd=checkout, env=repo["env"], capture_output=True, text=True,
                          timeout=900, check=False)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
     log = run.stdout + run.stderr
     assert "(cache hit): the cache entry holds" in log and "0 tensors merged" not in log
-    [results_file] = (bundle / "out").rglob("*_results.json")
+    [results_file] = (checkout / "out").rglob("*_results.json")
     bundled = json.loads((bundle / "results.json").read_text())
     assert results_file.parent.name == f"tiny-world-{bundled['merged_vlm']['recipe_hash']}"
     expected = bundled["results"]
@@ -95,3 +109,15 @@ def test_submitted_bundle_reproduces_its_scores_with_its_own_command(repo):
         again = [json.loads(line) for line in log_file.read_text().splitlines()]
         assert [a["response"] for a in answers] == [a["filtered_resps"][0] if isinstance(a["filtered_resps"], list)
                                                      else a["filtered_resps"] for a in again]
+
+
+def test_bundle_refuses_a_checkpoint_whose_digest_differs(repo, tmp_path):
+    _bundle, checkout, command = _moved(repo, tmp_path)
+    config = checkout / "models/tiny-world/reasoning/config.json"
+    config.write_text(config.read_text() + "\n")
+    run = subprocess.run(shlex.split(command), cwd=checkout, env=repo["env"], capture_output=True, text=True,
+                         timeout=300, check=False)
+    assert run.returncode == 2, run.stdout[-2000:] + run.stderr[-2000:]
+    [line] = (run.stdout + run.stderr).strip().splitlines()
+    assert line.startswith("error: recipe.yaml sources[0]: models/tiny-world/reasoning has content_sha256"), line
+    assert not (checkout / "out").exists()

@@ -225,6 +225,14 @@ def test_compare_on_different_documents_only_on_request_and_then_on_the_intersec
     assert "compared on the intersection (--intersection)" in out
 
 
+def test_compare_says_when_both_sides_are_the_same_weights(store, run_cli, outputs):
+    results_file = next(outputs["merged"].rglob("*_results.json"))
+    code, out, _ = run_cli("compare", MERGED, str(results_file.parent), "--store", store, "--iterations", "200")
+    assert code == 0 and "A and B are the same weights (recipe hash" in " ".join(out.split()), out
+    code, out, _ = run_cli("compare", SCRIPTED, WRONG, "--store", store, "--iterations", "200")
+    assert code == 0 and "same weights" not in out
+
+
 def test_regress_passes_identical_runs_and_fails_injected_wrong_answers(store, run_cli, outputs):
     code, out, _ = run_cli("regress", "--baseline", SCRIPTED, "--candidate", SCRIPTED, "--store", store,
                            "--iterations", "1000")

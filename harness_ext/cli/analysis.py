@@ -79,8 +79,8 @@ def _sweep_table(recipe: str, results, folder: Path) -> None:
     columns = list(dict.fromkeys((s.kind, s.name) for r in results for s in r.scores))
     table = Table(title=f"sweep of {recipe}: accuracy (%) [95% bootstrap interval], per task and per split",
                   caption="n: documents each score rests on", caption_justify="left")
-    for column in [*keys, "hash"]:
-        table.add_column(column, justify="right")
+    table.add_column("variant")
+    table.add_column("hash")
     for kind, name in columns:
         counts = sorted({s.n for r in results for s in r.scores if (s.kind, s.name) == (kind, name) and s.n})
         n = "?" if not counts else count_span(counts)
@@ -88,11 +88,16 @@ def _sweep_table(recipe: str, results, folder: Path) -> None:
                          justify="right")
     for r in results:
         by_column = {(s.kind, s.name): s for s in r.scores}
-        table.add_row(*[str(r.overrides[k]) for k in keys], r.recipe_hash,
+        table.add_row(variant_label(r.overrides, keys), r.recipe_hash,
                       *[_with_interval(by_column.get(column)) for column in columns])
     print_table(table)
     figure = plot_sweep([(r.overrides, r.scores) for r in results], folder / "sweep.png", f"sweep of {recipe}")
     console.print(f"figure: {figure}")
+
+
+def variant_label(overrides: dict, keys: list[str]) -> str:
+    """A sweep variant as the grid names it: `lambda=0`, `lambda=0.5, method=ties`."""
+    return ", ".join(f"{k}={overrides[k]}" for k in keys) or "recipe as written"
 
 
 def _with_interval(score) -> str:
@@ -177,15 +182,23 @@ def _stats(recipe, modules: list[str], folder: Path) -> None:
 
 def _print_drops(result) -> None:
     for model, splits in result.drops.items():
-        table = Table(title=f"{model}: accuracy drop when a layer's module is knocked out (points)")
+        table = Table(title=f"{model}: accuracy drop when a layer's module is knocked out (points) [95% paired "
+                            "bootstrap interval]; n: documents per split")
         table.add_column("layer", justify="right")
         columns = [(split, m) for split in splits for m in result.modules]
         for split, m in columns:
-            table.add_column(f"{split} {m}", justify="right")
+            table.add_column(f"{split} {m} n={result.n[model][split]}", justify="right")
         layers = next(iter(splits.values())).shape[0]
         for layer in range(layers):
-            table.add_row(str(layer), *[f"{splits[s][layer, result.modules.index(m)]:+.1f}" for s, m in columns])
+            table.add_row(str(layer), *[_drop(result, model, split, layer, result.modules.index(m))
+                                        for split, m in columns])
         print_table(table)
+
+
+def _drop(result, model: str, split: str, layer: int, column: int) -> str:
+    value = result.drops[model][split][layer, column]
+    low, high = result.lows[model][split][layer, column], result.highs[model][split][layer, column]
+    return f"{value:+.1f} [{low:+.1f}, {high:+.1f}]"
 
 
 def _ingester(commit: bool):

@@ -76,7 +76,7 @@ def print_table(table: Table) -> None:
     """
     unbounded = console.options.update_width(10_000)
     ranges = [_column_range(table, column, unbounded) for column in table.columns]
-    borders = console.measure(table, options=unbounded).minimum - sum(low for low, _ in ranges)
+    borders = (len(table.columns) - 1 + (2 if table.show_edge else 0)) if table.box else 0  # vertical rules
     room = console.width - borders - sum(low for low, _ in ranges)
     if room >= 0:
         if sum(high for _, high in ranges) + borders > console.width:

@@ -47,13 +47,21 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
         evaluation = evaluate(model, names, out, limit)
         rows.append((label, model.loaded.record["recipe_hash"], split_scores(evaluation.results), evaluation.folder))
         verdicts.append(_verdicts(evaluation.samples))
-        counts = {v.get("effective") for v in evaluation.results.get("n-samples", {}).values()}
+        counts = {(v.get("effective"), v.get("original")) for v in evaluation.results.get("n-samples", {}).values()}
         written.append(evaluation.results_file)
         del model
-    _print_table(names, rows, ", ".join(str(c) for c in sorted(c for c in counts if c is not None)))
+    _print_table(names, rows, documents(counts))
     console.print(reading(names, *verdicts), markup=False, highlight=False, soft_wrap=True)
     if ingest:  # the two runs just made, not earlier ones in the same folders
         record_runs([record for path in written for record in read_output(path)], commit=commit)
+
+
+def documents(counts: set[tuple[int | None, int | None]]) -> str:
+    """The table's n from each task's (effective, original) document counts: "200", or "10 of 200" when
+    --limit left documents out."""
+    parts = [f"{n} of {total}" if total and total != n else str(n) for n, total in sorted(
+        (n, total) for n, total in counts if n is not None)]
+    return ", ".join(dict.fromkeys(parts))
 
 
 def _verdicts(samples: dict[str, list[dict[str, Any]]]) -> dict[str, dict[int, bool]]:

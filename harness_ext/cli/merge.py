@@ -92,18 +92,19 @@ def merge(recipe: str = RecipeArg, set_: Optional[list[str]] = SetOpt,
 
 def methods() -> None:
     """List merge methods: the native ones and, when installed, mergekit's."""
-    table = Table(title="merge methods")
+    table = Table(title="merge methods", caption="needs base: whether `base` must be given (inner's: as the "
+                  "inner method; depends: on the mergekit method)", caption_justify="left")
     table.add_column("method")
     table.add_column("needs base")
     table.add_column("formula")
     for info in NATIVE_METHODS.values():
         table.add_row(info.name, "yes" if info.needs_base else "no", info.formula)
-    table.add_row("layer_swap", "per inner", "layers <= keep_through stay the VLM's; later layers use `inner`")
+    table.add_row("layer_swap", "inner's", "layers <= keep_through stay the VLM's; later layers use `inner`")
     try:
         from merge_models.methods.mergekit_bridge import mergekit_method_names
 
         for name in mergekit_method_names():
-            table.add_row(f"mergekit.{name}", "if it uses one", "run by mergekit's in-memory API")
+            table.add_row(f"mergekit.{name}", "depends", "run by mergekit's in-memory API")
     except ImportError:
         table.add_row("mergekit.*", "-", "install mergekit==0.1.5 to enable")
     print_table(table)

@@ -1,4 +1,4 @@
-"""`merged-vlm leaderboard | compare | regress | submit`: views of the results store.
+"""`merged-vlm leaderboard | compare | regress | submit | reproduce`: views of the results store.
 
 Runs are named by run id, variant id (recipe hash) or name (or a unique prefix of any), or a results
 path (see harness_ext.results.selection). Every view says how many documents its scores rest on.
@@ -38,6 +38,7 @@ def leaderboard(
         sort: Annotated[str, typer.Option("--sort", help="reasoning, perception, delta-reasoning, "
                                                          "delta-perception, name, date, or a task.")] = "reasoning",
         ascending: Annotated[bool, typer.Option("--ascending", help="Smallest first.")] = False,
+        top: Annotated[int | None, typer.Option("--top", help="Show only the first N rows.")] = None,
         tasks: Annotated[str | None, TasksOpt] = None,
         baseline: Annotated[str | None, typer.Option("--baseline", help="The baseline run or variant (default: "
                                                                            "recorded baselines, by VLM).")] = None,
@@ -56,7 +57,7 @@ def leaderboard(
 
     if output_format not in FORMATS:
         raise ResultsError(f"--format {output_format}: use one of {', '.join(FORMATS)}")
-    board = board_module.build(open_store(store), _tasks(tasks), baseline, sort, ascending, protocol)
+    board = board_module.build(open_store(store), _tasks(tasks), baseline, sort, ascending, protocol, top)
     has_points = any(None not in e.averages.values() for e in board.entries)
     png = scatter_png(board) if plot is not None or (output_format == "html" and has_points) else None
     if plot is not None:
@@ -97,6 +98,7 @@ def compare(a: Annotated[str, typer.Argument(metavar="A", help="Reference side A
     if as_json:
         payload = {"a": comparison.a.label, "b": comparison.b.label, "alpha": alpha, "iterations": iterations,
                    "seed": seed, "protocol": protocol, "intersection": comparison.narrowed,
+                   "same_weights": same_weights(comparison) is not None,
                    "tasks": [asdict(r) for r in comparison.tasks],
                    "splits": [asdict(r) for r in comparison.splits],
                    "mismatches": [asdict(m) for m in comparison.mismatches],
@@ -166,6 +168,18 @@ def submit(run: Annotated[str, typer.Argument(metavar="RUN", help="The run or va
     documents = ", ".join(f"{task} n={r.n}" for task, r in evaluation.tasks.items())
     console.print(f"bundle: {out} ({', '.join(str(p) for p in written)}; {documents})", markup=False,
                   highlight=False, soft_wrap=True)
+    console.print(f"reproduce it from the root of the checkout that holds its local checkpoints: merged-vlm "
+                  f"reproduce {out} --out out", markup=False, highlight=False, soft_wrap=True)
+
+
+def reproduce(bundle: Annotated[Path, typer.Argument(metavar="BUNDLE", help="A folder `submit --out` wrote.")],
+              out: Annotated[Path, typer.Option("--out", help="Output folder of the harness run.")] = Path("out")
+              ) -> None:
+    """Re-run a submission bundle's evaluation, from the checkout that holds its local checkpoints: checks
+    each checkpoint's content digest first (one line and exit 2 on a mismatch)."""
+    from harness_ext.results.reproduce import reproduce as run_reproduce
+
+    raise typer.Exit(run_reproduce(bundle, out, Path.cwd()))
 
 
 def _compare(a: str, b: str, tasks: str | None, alpha: float, iterations: int, seed: int, store: Path | None,
@@ -206,6 +220,9 @@ def _print_comparison(comparison) -> None:
                       "-" if test is None else _p(test.p), "-" if test is None else test.test,
                       _count(row.n_a), _count(row.n_b), row.note)
     print_table(table)
+    same = same_weights(comparison)
+    if same:
+        console.print(same, style="yellow", markup=False, highlight=False, soft_wrap=True)
     if comparison.narrowed:
         console.print(f"compared on the intersection (--intersection): {', '.join(comparison.narrowed)} rest on "
                       "different documents in A and B; docs is the number both answered, A n / B n each side's",
@@ -222,6 +239,15 @@ def _print_comparison(comparison) -> None:
                           highlight=False, soft_wrap=True)
 
 
+def same_weights(comparison) -> str | None:
+    """A note when A and B are the same weights (one recipe hash), so differences are between runs only."""
+    a, b = comparison.a.variant, comparison.b.variant
+    if a.recipe_hash is None or a.recipe_hash != b.recipe_hash:
+        return None
+    return (f"A and B are the same weights (recipe hash {a.recipe_hash}): any difference is between runs "
+            "(documents, settings, nondeterminism), not between merges")
+
+
 def _count(value: int | None) -> str:
     return "-" if value is None else str(value)
 
@@ -235,5 +261,5 @@ def _p(value: float) -> str:
 
 
 def register(app: typer.Typer) -> None:
-    for command in (leaderboard, compare, regress, submit):
+    for command in (leaderboard, compare, regress, submit, reproduce):
         app.command(name=command.__name__)(command)

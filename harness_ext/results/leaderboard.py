@@ -24,6 +24,7 @@ import sqlite3
 from dataclasses import dataclass, field
 from statistics import fmean
 
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
@@ -74,6 +75,13 @@ class Entry:
     averaged: dict[str, list[str]] = field(default_factory=dict)  # split -> tasks the average runs over
     baseline: Entry | None = None
     pareto: bool = False
+    runs: dict[str, tuple[str, str]] = field(default_factory=dict)  # task -> (run id, aggregation) of its score
+    intervals: dict[str, tuple[float, float]] = field(default_factory=dict)  # split -> 95% interval of its average
+
+    @property
+    def merges_nothing(self) -> bool:
+        """The unmerged VLM run through a recipe (`modules=[]`): no method, λ or weights apply."""
+        return self.layers == "modules none"
 
     def delta(self, key: str) -> float | None:
         """Change against the baseline of a split average ("perception") or a task score, on the same
@@ -120,11 +128,16 @@ class Leaderboard:
     averaged: dict[str, list[str]]  # split -> tasks its average runs over
     baseline_rule: str
     protocol: str = DEFAULT_PROTOCOL
+    order: str = ""  # how rows are sorted, in words
+    shown: int | None = None  # rows kept by --top (None: all)
+    total: int = 0  # variants in the store
 
 
 def build(store: Store, tasks: list[str] | None = None, baseline: str | None = None, sort: str = "reasoning",
-          ascending: bool = False, protocol: str = DEFAULT_PROTOCOL) -> Leaderboard:
-    """The leaderboard of every variant in the store, scored under `protocol`."""
+          ascending: bool = False, protocol: str = DEFAULT_PROTOCOL, top: int | None = None) -> Leaderboard:
+    """The leaderboard of every variant in the store, scored under `protocol` (the first `top` rows)."""
+    if top is not None and top < 1:
+        raise ResultsError(f"--top {top}: give a number of rows of at least 1")
     connection = store.index()
     known = [row[0] for row in connection.execute("SELECT DISTINCT protocol FROM protocol_scores ORDER BY protocol")]
     if known and protocol not in known:
@@ -147,7 +160,49 @@ def build(store: Store, tasks: list[str] | None = None, baseline: str | None = N
             entry.averages[split] = fmean(values) if over and None not in values else None
     rule = _assign_baselines(entries, connection, baseline)
     _mark_front(entries)
-    return Leaderboard(_sorted(entries, sort, ascending, columns), columns, averaged, rule, protocol)
+    rows = _sorted(entries, sort, ascending, columns)[:top]
+    for entry in rows:
+        _average_intervals(connection, entry, protocol)
+    return Leaderboard(rows, columns, averaged, rule, protocol, _order(sort, ascending), top, len(entries))
+
+
+def _order(sort: str, ascending: bool) -> str:
+    if sort in ("name", "date"):
+        return f"by {sort}, " + ("earliest first" if sort == "date" and ascending else "latest first" if sort == "date"
+                                 else "Z to A" if not ascending else "A to Z")
+    what = f"change in {sort.removeprefix('delta-')} average" if sort.startswith("delta-") else \
+        f"{sort} average" if sort in SPLITS else short(sort)
+    return f"{'lowest' if ascending else 'highest'} {what} first (--sort)"
+
+
+def _average_intervals(connection: sqlite3.Connection, entry: Entry, protocol: str, alpha: float = 0.05,
+                       iterations: int = 2000) -> None:
+    """Each split average's percentile interval: per task, bootstrap replicates of its score over the split's
+    documents (resampled as the task's score defines them), averaged over the tasks (stratified)."""
+    import zlib
+
+    import numpy as np
+
+    from harness_ext.results import stats
+
+    for split, tasks in entry.averaged.items():
+        draws = []
+        for task in tasks:
+            run_id, aggregation = entry.runs.get(task, (None, None))
+            rows = connection.execute(
+                "SELECT s.category, s.cluster, COALESCE(v.correct, s.value, s.correct) AS value FROM samples s "
+                "LEFT JOIN verdicts v ON v.run_id = s.run_id AND v.task = s.task AND v.key = s.key AND v.protocol = ? "
+                "WHERE s.run_id = ? AND s.task = ? AND (s.split = ? OR s.split IS NULL)",
+                (protocol, run_id, task, split)).fetchall()
+            if not rows:
+                break
+            design = stats.Design.of("micro" if aggregation in (None, "unknown") else aggregation,
+                                     [r["category"] for r in rows], [r["cluster"] for r in rows])
+            rng = np.random.default_rng([0, zlib.crc32(f"{run_id}/{task}/{split}".encode())])
+            draws.append(stats.bootstrap_scores([float(r["value"] or 0.0) for r in rows], design, iterations, rng))
+        else:
+            if draws:
+                entry.intervals[split] = stats.interval(np.mean(draws, axis=0), alpha)
 
 
 def _entries(connection: sqlite3.Connection, protocol: str) -> list[Entry]:
@@ -160,12 +215,14 @@ def _entries(connection: sqlite3.Connection, protocol: str) -> list[Entry]:
                                         bool(row["any_baseline"]))
                for row in variants if row["rank"] == 1}
     chosen = connection.execute(
-        "SELECT m.variant_id, m.task, m.run_id, m.n, m.n_total, m.doc_set, m.limited, p.score FROM most_complete m "
+        "SELECT m.variant_id, m.task, m.run_id, m.aggregation, m.n, m.n_total, m.doc_set, m.limited, p.score FROM "
+        "most_complete m "
         "LEFT JOIN protocol_scores p ON p.run_id = m.run_id AND p.task = m.task AND p.protocol = ? AND p.split = ''",
         (protocol,))
     for row in chosen:
         entry = entries[row["variant_id"]]
         entry.scores[row["task"]] = row["score"]
+        entry.runs[row["task"]] = (row["run_id"], row["aggregation"])
         entry.coverage[row["task"]] = Coverage(row["n"], row["n_total"], row["doc_set"], bool(row["limited"]))
     for row in connection.execute(
             "SELECT m.variant_id, p.task, p.split, p.score FROM most_complete m JOIN protocol_scores p ON "
@@ -300,21 +357,40 @@ def cells(board: Leaderboard, entry: Entry) -> list[str]:
     """One row's cells as text (tasks as "score (change)")."""
     tasks = [score_text(entry, t) + (f" ({change_text(entry, t)})" if change_text(entry, t) else "")
              for t in board.tasks]
-    return [name_cell(entry), entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-",
-            entry.layers or "-", short_id(entry.id), documents(entry, board.tasks), score_text(entry, "perception"),
+    method, lambda_, weights = recipe_fields(entry)
+    return [name_cell(entry), method, lambda_, weights, entry.layers or "-", short_id(entry.id), documents(entry, board.tasks), score_text(entry, "perception"),
             change_text(entry, "perception") or "-", score_text(entry, "reasoning"),
             change_text(entry, "reasoning") or "-", *tasks]
 
 
+def recipe_fields(entry: Entry) -> tuple[str, str, str]:
+    """Method, λ and weights as shown; "-" for a run that merges nothing (the unmerged VLM)."""
+    if entry.merges_nothing:
+        return "none (VLM alone)", "-", "-"
+    return entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-"
+
+
+def recipe_text(entry: Entry) -> str:
+    """The terminal table's recipe cell: "linear λ=1.0 0.9/0.1", "+ layers 2-5" when not all layers."""
+    if entry.merges_nothing:
+        return "none (VLM alone)"
+    method, lambda_, weights = recipe_fields(entry)
+    parts = [method] + ([f"λ={lambda_}"] if lambda_ != "-" else []) + ([weights.replace(" / ", "/")]
+                                                                        if weights != "-" else [])
+    if entry.layers not in (None, "all"):
+        parts.append(f"layers {entry.layers}")
+    return " ".join(parts)
+
+
 def caption(board: Leaderboard) -> str:
-    """What the averages run over, which baseline and protocol apply, and the markers."""
-    over = "; ".join(f"{split} average over {', '.join(map(short, tasks)) or 'no task'}"
+    """What the averages run over, which baseline and protocol apply, the row order and the markers."""
+    over = "; ".join(f"{split} over {', '.join(map(short, tasks)) or 'no task'}"
                      for split, tasks in board.averaged.items())
-    return (f"Scores in %, protocol {board.protocol}; changes against the baseline in points, on the same "
-            f"documents. n: documents per task (each task's run on the most documents). {over} (a variant missing "
-            f"one has none). {board.baseline_rule}. {PARTIAL}: rests on part of the task's documents (--limit); "
-            f"{OTHER_DOCS}: the baseline has no run on these documents; {FRONT}: on the perception-reasoning "
-            "Pareto front.")
+    shown = f"; {len(board.entries)} of {board.total} variants (--top)" if board.shown is not None else ""
+    return (f"Scores in %, protocol {board.protocol}; (change): against the baseline, in points, on the same "
+            f"documents; n: documents per task. Averages: {over} (none if a task is missing). "
+            f"{board.baseline_rule}. Rows: {board.order}{shown}. {PARTIAL}: part of the documents (--limit); "
+            f"{OTHER_DOCS}: no baseline run on these documents; {FRONT}: perception-reasoning Pareto front.")
 
 
 def short_id(variant_id: str) -> str:
@@ -323,18 +399,21 @@ def short_id(variant_id: str) -> str:
 
 
 def rich_table(board: Leaderboard) -> Table:
-    """The terminal table: changes beside the scores, titles broken at underscores so columns stay narrow."""
-    table = Table(title="merged-vlm leaderboard", caption=caption(board), caption_justify="left", title_justify="left")
-    for title in ("variant", "method", "λ", "weights", "layers", "hash"):
-        table.add_column(title, no_wrap=title in ("method", "hash"), overflow="fold")
+    """The terminal table, readable at 80 columns: method, λ, weights and layers in one recipe cell that wraps,
+    changes beside the scores, and a task's column only where its split average does not already show it."""
+    table = Table(title="merged-vlm leaderboard", caption=caption(board), caption_justify="left", title_justify="left",
+                  box=box.SIMPLE_HEAD, show_edge=False)
+    table.add_column("variant", overflow="fold")
+    table.add_column("recipe", overflow="fold")
+    table.add_column("hash", no_wrap=True)
     table.add_column("n", justify="right", no_wrap=True)
-    for title in ("perception\navg", "reasoning\navg", *(short(t).replace("_", "\n") for t in board.tasks)):
+    tasks = [t for t in board.tasks if [t] not in board.averaged.values()]
+    for title in ("perception\navg", "reasoning\navg", *(short(t).replace("_", "\n") for t in tasks)):
         table.add_column(title, justify="right", no_wrap=True)
     for entry in board.entries:
-        scores = [_scored(entry, key) for key in (*SPLITS, *board.tasks)]
-        table.add_row(name_cell(entry), entry.method or entry.kind, entry.lambda_ or "-", entry.weights or "-",
-                      entry.layers or "-", short_id(entry.id), documents(entry, board.tasks), *scores,
-                      style="italic" if entry.is_baseline else "")
+        scores = [_scored(entry, key) for key in (*SPLITS, *tasks)]
+        table.add_row(name_cell(entry), recipe_text(entry), short_id(entry.id), documents(entry, board.tasks),
+                      *scores, style="italic" if entry.is_baseline else "")
     return table
 
 

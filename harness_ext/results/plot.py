@@ -1,7 +1,8 @@
 """The perception-vs-reasoning scatter of a leaderboard, with the Pareto front marked (PNG, Agg backend).
 
-A variant whose averages rest on part of their tasks' documents (--limit) is drawn hollow, and the
-caption states how many documents the scores rest on.
+A variant whose averages rest on part of their tasks' documents (--limit) is drawn hollow, each point
+carries its averages' 95% bootstrap intervals as error bars, and the caption states how many documents
+the scores rest on. Axes start at 0%.
 """
 
 from __future__ import annotations
@@ -21,6 +22,17 @@ OFFSETS = ((8, 0, "left"), (-8, 0, "right"), (0, 10, "center"), (0, -10, "center
 
 def scatter_png(board: Leaderboard) -> bytes:
     """The scatter as PNG bytes: one point per variant with both averages."""
+    import matplotlib.pyplot as plt
+
+    figure = scatter_figure(board)
+    sink = io.BytesIO()
+    figure.savefig(sink, format="png")
+    plt.close(figure)
+    return sink.getvalue()
+
+
+def scatter_figure(board: Leaderboard):
+    """The scatter as a matplotlib figure (see scatter_png)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -49,6 +61,11 @@ def scatter_png(board: Leaderboard) -> bytes:
                          color="white" if partial else COLOURS[kind],
                          edgecolor=COLOURS[kind] if partial else "white",
                          label=f"{label}, part of the documents {PARTIAL}" if partial else label)
+    for entry in points:
+        x, y = _xy(entry)
+        (x_low, x_high), (y_low, y_high) = _interval(entry, "perception"), _interval(entry, "reasoning")
+        axes.errorbar([x], [y], xerr=[[x - x_low], [x_high - x]], yerr=[[y - y_low], [y_high - y]], fmt="none",
+                      ecolor="#9aa4ae", elinewidth=0.9, capsize=2.5, zorder=2)
     _limits(axes, points)
     axes.set_xlabel("perception average (%)")
     axes.set_ylabel("reasoning average (%)")
@@ -60,13 +77,11 @@ def scatter_png(board: Leaderboard) -> bytes:
     figure.legend(loc="outside right upper", frameon=False, fontsize=8)
     over = "; ".join(f"{split} average over {', '.join(map(short, tasks))}" for split, tasks in board.averaged.items())
     counts = sorted({documents(e, board.tasks) for e in points})
-    note = f"{over}; documents per task (n): {', '.join(counts)}; protocol {board.protocol}"
+    note = (f"{over}; documents per task (n): {', '.join(counts)}; error bars: 95% bootstrap intervals; "
+            f"protocol {board.protocol}")
     figure.supxlabel(textwrap.fill(note, 120), fontsize=7, color="#59636e")
     _label_points(figure, axes, points, front)
-    sink = io.BytesIO()
-    figure.savefig(sink, format="png")
-    plt.close(figure)
-    return sink.getvalue()
+    return figure
 
 
 def _partial(entry: Entry) -> bool:
@@ -121,11 +136,17 @@ def _inside(box, frame) -> bool:
     return box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0 and box.y1 <= frame.y1
 
 
+def _interval(entry: Entry, split: str) -> tuple[float, float]:
+    """A split average's interval in %, the point itself when there is none."""
+    low, high = entry.intervals.get(split, (entry.averages[split], entry.averages[split]))
+    return 100 * low, 100 * high
+
+
 def _limits(axes, points: list[Entry]) -> None:
-    """Padded limits, at least 10 points wide so single or tied points do not sit on an edge; a little room
-    beyond 0 and 100 so points there stay whole."""
-    for values, setter in ((sorted(_xy(e)[0] for e in points), axes.set_xlim),
-                           (sorted(_xy(e)[1] for e in points), axes.set_ylim)):
-        low, high = values[0], values[-1]
+    """Padded limits around the points and their error bars, at least 10 points wide so single or tied points
+    do not sit on an edge; never below 0% and a little room beyond 100 so points there stay whole."""
+    for split, setter in (("perception", axes.set_xlim), ("reasoning", axes.set_ylim)):
+        ends = sorted(end for e in points for end in _interval(e, split))
+        low, high = ends[0], ends[-1]
         pad = max((high - low) * 0.15, (10 - (high - low)) / 2, 1.0)
-        setter(max(low - pad, -2.0), min(high + pad, 102.0))
+        setter(max(low - pad, 0.0), min(high + pad, 102.0))

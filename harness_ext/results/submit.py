@@ -4,16 +4,19 @@ recipe itself.
 
     <out>/results.json  <out>/predictions/<task>.jsonl  <out>/MODEL_CARD.md  <out>/recipe.yaml (merges)
 
-Nothing in a bundle names this machine's absolute paths. A local checkpoint is named in `recipe.yaml`
-relative to the bundle folder when it is found in the repository the bundle is written into (or the
-one the command runs in), so the Reproduce command runs as written from the bundle folder; otherwise
-by its name relative to its repository, with its content identity in the model card.
+Nothing in a bundle names this machine's folders, and no path in it climbs out of it: `recipe.yaml` names a
+Hub checkpoint by its id and the commit the run used, and a local one by its path inside the checkout or
+package that holds it (`models/tiny-world/vlm`), with the content digest the record carries in `results.json`
+and the model card. `merged-vlm reproduce BUNDLE`, run from that checkout, checks the digests and re-runs the
+evaluation (harness_ext.results.reproduce).
 """
 
 from __future__ import annotations
 
+import copy
 import json
-from pathlib import Path
+import shlex
+from pathlib import Path, PurePosixPath
 from statistics import fmean
 from typing import Any
 
@@ -25,9 +28,13 @@ from harness_ext.results.names import checked_name
 from harness_ext.results.record import SPLITS, RunRecord
 from harness_ext.results.selection import Evaluation
 from harness_ext.results.variants import parse_model_args
-from merge_models.portable import relative_to_folder, repository_root
 
 MERGED_MODEL = "merged_vlm"  # lmms-eval's name of the merged model (the `--model` of the command line)
+BUNDLE_RECIPE = "recipe.yaml"  # the bundle's recipe, as the reproduce arguments name it
+REPRODUCE_WHERE = ("From the root of a merged-vlm checkout, or any folder that holds the local checkpoints at "
+                   "the paths `recipe.yaml` names (checkpoints shipped with merged-vlm are also found in the "
+                   "installed package), with `BUNDLE` this folder. It first checks every local checkpoint's "
+                   "content digest against the Models table and stops with one line (exit 2) on a mismatch.")
 LM_EVAL_TASKS = "import harness_ext.lm_eval_tasks as t, os; print(os.path.dirname(t.__file__))"
 
 
@@ -43,9 +50,9 @@ def write_bundle(evaluation: Evaluation, out: Path, force: bool = False) -> list
     if missing:
         raise ResultsError(f"no per-sample predictions for {', '.join(missing)}: re-run lmms-eval with "
                            "--log_samples and ingest again")
-    recipe, located = bundle_recipe(evaluation, out)
+    recipe = bundle_recipe(evaluation)
     files: dict[str, str] = {"results.json": json.dumps(results_json(evaluation), indent=2) + "\n",
-                             "MODEL_CARD.md": model_card(evaluation, located)}
+                             "MODEL_CARD.md": model_card(evaluation)}
     if recipe is not None:
         files["recipe.yaml"] = (f"# merged-vlm recipe, normalised; recipe hash {evaluation.variant.recipe_hash}\n"
                                 + yaml.safe_dump(recipe, sort_keys=False))
@@ -67,25 +74,35 @@ def write_bundle(evaluation: Evaluation, out: Path, force: bool = False) -> list
     return [Path(name) for name in files]
 
 
-def bundle_recipe(evaluation: Evaluation, out: Path) -> tuple[dict[str, Any] | None, dict[str, bool]]:
-    """The recipe as the bundle holds it, and per local checkpoint role whether it was found to name it
-    relative to the bundle."""
+def bundle_recipe(evaluation: Evaluation) -> dict[str, Any] | None:
+    """The normalised recipe as the bundle holds it: Hub checkpoints pinned to the commit the run used, local
+    ones named by their path inside their checkout (as the record names them), never climbing out."""
     if not evaluation.variant.recipe:
-        return None, {}
-    recipe = json.loads(json.dumps(evaluation.variant.recipe))
-    local = {m.role for m in _first(evaluation).models if (m.identity or {}).get("source") == "local"}
-    roots = [r for r in dict.fromkeys([repository_root(out.resolve().parent), repository_root(Path.cwd())]) if r]
-    located = {}
-    refs = [("vlm", recipe.get("vlm")), ("base", recipe.get("base"))] + [
-        (f"sources[{i}]", ref) for i, ref in enumerate(recipe.get("sources") or [])]
-    for role, ref in refs:
-        if ref is None or role not in local:
-            continue
-        found = next((root / ref["model"] for root in roots if (root / ref["model"]).is_dir()), None)
-        located[role] = found is not None
-        if found is not None:
-            ref["model"] = relative_to_folder(found, out)
-    return recipe, located
+        return None
+    recipe = copy.deepcopy(evaluation.variant.recipe)
+    models = {m.role: m for m in _first(evaluation).models}
+    for role, ref in recipe_refs(recipe):
+        identity = (models[role].identity or {}) if role in models else {}
+        if identity.get("source") == "hub" and identity.get("commit"):
+            ref["revision"] = identity["commit"]
+        elif identity.get("source") == "local":
+            ref["model"] = inside_name(ref["model"])
+    return recipe
+
+
+def recipe_refs(recipe: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """(role, model reference) of a normalised recipe's checkpoints, roles named as the record names them."""
+    refs = [("vlm", recipe.get("vlm")), ("base", recipe.get("base"))]
+    refs += [(f"sources[{i}]", ref) for i, ref in enumerate(recipe.get("sources") or [])]
+    return [(role, ref) for role, ref in refs if isinstance(ref, dict)]
+
+
+def inside_name(name: str) -> str:
+    """A recorded local checkpoint name without leading `./` or `../` parts (no path out of its folder)."""
+    parts = [part for part in PurePosixPath(name.replace("\\", "/")).parts if part not in ("/", ".")]
+    while parts and parts[0] == "..":
+        parts.pop(0)
+    return "/".join(parts) or name
 
 
 def results_json(evaluation: Evaluation) -> dict[str, Any]:
@@ -103,7 +120,10 @@ def results_json(evaluation: Evaluation) -> dict[str, Any]:
                                   "scores": {task: r.score for task, r in evaluation.tasks.items()},
                                   "documents": {task: {"n": r.n, "n_total": r.n_total, "doc_set": r.doc_set,
                                                        "partial": r.partial} for task, r in evaluation.tasks.items()},
-                                  "splits": split_averages(evaluation), "runs": evaluation.run_of_task},
+                                  "splits": split_averages(evaluation), "runs": evaluation.run_of_task,
+                                  "models": [m.model_dump() for m in first.models],
+                                  "reproduce": dict(zip(("harness", "arguments"),
+                                                        reproduce_arguments(evaluation, first)))},
     }
     if first.merge is not None:
         out["merged_vlm"] = {**first.merge, "recipe": evaluation.variant.recipe}
@@ -125,7 +145,7 @@ def split_averages(evaluation: Evaluation) -> dict[str, float]:
     return out
 
 
-def model_card(evaluation: Evaluation, located: dict[str, bool] | None = None) -> str:
+def model_card(evaluation: Evaluation) -> str:
     """The model card: what was merged, how it scored (on how many documents), with what it was measured,
     and how to reproduce it."""
     v = evaluation.variant
@@ -154,12 +174,9 @@ def model_card(evaluation: Evaluation, located: dict[str, bool] | None = None) -
         identity = ", ".join(f"{k}: {val}" for k, val in (m.identity or {}).items()) or "-"
         lines.append(f"| {m.role} | `{m.model}` | {m.revision or '-'} | {identity} |")
     lines += ["", "## Evaluation runs", ""] + [_run_lines(r) for r in runs.values()]
-    lines += ["", "## Reproduce", "", "In this folder:", "", "```sh", reproduce_command(evaluation, first), "```"]
-    missing = [role for role, found in (located or {}).items() if not found]
-    if missing:
-        lines += ["", (f"Local checkpoints not found beside this bundle ({', '.join(missing)}): put them where "
-                       "`recipe.yaml` names them (relative to their repository; their content identities are in "
-                       "the Models table) and name them relative to this folder.")]
+    lines += ["", "## Reproduce", "", REPRODUCE_WHERE, "", "```sh", "merged-vlm reproduce BUNDLE --out out", "```",
+              "", "It runs (`recipe.yaml`'s local checkpoints resolved to the folders it found):", "", "```sh",
+              reproduce_command(evaluation, first), "```"]
     lines += ["", "## Files", "", "- `results.json`: scores in lmms-eval's results layout, with the merge record",
               "- `predictions/<task>.jsonl`: per document the response, the extracted answer and the verdict"]
     if v.recipe:
@@ -175,29 +192,46 @@ def command_model(evaluation: Evaluation, first: RunRecord) -> str:
     return first.harness.model
 
 
-def reproduce_command(evaluation: Evaluation, first: RunRecord) -> str:
-    """The harness command that evaluates the bundle's recipe (or model) on the same tasks and documents."""
-    tasks = ",".join(evaluation.tasks)
-    limit = f" --limit {first.harness.limit:g}" if first.harness.limit is not None else ""
-    gen = first.harness.gen_kwargs
-    if isinstance(gen, dict):
-        gen = ",".join(f"{k}={v}" for k, v in gen.items())
-    gen_kwargs = f" --gen_kwargs {gen}" if gen else ""
-    batch = first.harness.batch_size
-    batch_size = f" --batch_size {batch}" if batch not in (None, 1, "1") else ""
+def reproduce_arguments(evaluation: Evaluation, first: RunRecord) -> tuple[str, list[str]]:
+    """The harness and its arguments that evaluate the bundle's recipe (`recipe=recipe.yaml`, the bundle's) or
+    model on the same tasks and documents; `merged-vlm reproduce` adds the include path and `OUTPUT`."""
+    args = ["--model", command_model(evaluation, first)]
     if evaluation.variant.recipe:
         overrides = set((first.merge or {}).get("overrides") or {})  # in the normalised recipe already
         options = [f"{k}={v}" for k, v in parse_model_args(first.harness.model_args).items()
                    if k != "recipe" and k not in overrides]
-        args = ",".join(["recipe=recipe.yaml", *options])
+        args += ["--model_args", ",".join([f"recipe={BUNDLE_RECIPE}", *options])]
     else:
-        args = first.harness.model_args
-    harness = "lm_eval" if first.harness.name == "lm-eval" else "lmms_eval"
-    include = ""  # lm-eval finds this project's text tasks only on an include path (lmms_eval adds its own)
-    if harness == "lm_eval" and any(task.startswith("mvlm_") for task in evaluation.tasks):
-        include = f' --include_path "$(python -c "{LM_EVAL_TASKS}")"'
-    return (f"{harness} --model {command_model(evaluation, first)} --model_args {args} --tasks {tasks}{limit}"
-            f"{batch_size}{gen_kwargs}{include} --output_path out --log_samples")
+        args += ["--model_args", first.harness.model_args]
+    args += ["--tasks", ",".join(evaluation.tasks)]
+    if first.harness.limit is not None:
+        args += ["--limit", f"{first.harness.limit:g}"]
+    batch = first.harness.batch_size
+    if batch not in (None, 1, "1"):
+        args += ["--batch_size", str(batch)]
+    gen = first.harness.gen_kwargs
+    if isinstance(gen, dict):
+        gen = ",".join(f"{k}={v}" for k, v in gen.items())
+    if gen:
+        args += ["--gen_kwargs", gen]
+    return ("lm_eval" if first.harness.name == "lm-eval" else "lmms_eval"), args
+
+
+def needs_include(harness: str, tasks: list[str]) -> bool:
+    """lm-eval finds this project's text tasks only on an include path (the `lmms_eval` alias adds its own)."""
+    return harness == "lm_eval" and any(task.startswith("mvlm_") for task in tasks)
+
+
+def reproduce_command(evaluation: Evaluation, first: RunRecord) -> str:
+    """The harness command `merged-vlm reproduce` runs, with the bundle's recipe resolved (shown in the card)."""
+    harness, args = reproduce_arguments(evaluation, first)
+    include = f' --include_path "$(python -c "{LM_EVAL_TASKS}")"' if needs_include(harness, list(evaluation.tasks)) else ""
+    return f"{harness} {shlex.join(args)}{include} {shlex.join(output_arguments('out'))}"
+
+
+def output_arguments(out: str) -> list[str]:
+    """The harness arguments that save scores and per-sample logs under `out`."""
+    return ["--output_path", out, "--log_samples"]
 
 
 def _first(evaluation: Evaluation) -> RunRecord:
