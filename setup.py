@@ -1,7 +1,7 @@
 """Installs merged_vlm_lm_eval.pth beside the packages (normal and editable installs alike).
 
 lm-eval 0.4.13 finds models only in its own registry; the .pth registers `merged_lm` there when
-lm-eval loads (see harness_ext/lm_eval_hook.py). Everything else is in pyproject.toml.
+lm-eval loads (see harness_ext/compat/lm_eval.py). Everything else is in pyproject.toml.
 """
 
 import shutil

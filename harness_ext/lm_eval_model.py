@@ -17,6 +17,7 @@ import torch
 import transformers as T
 from lm_eval.models.huggingface import HFLM
 
+from harness_ext.compat.lm_eval import name_output_folder
 from harness_ext.loading import Placement, build_merged_causal_lm, merge_record
 from harness_ext.model_options import split_model_args
 from merge_models.plan import build_plan
@@ -42,7 +43,7 @@ class MergedLM(HFLM):
         tokenizer = T.AutoTokenizer.from_pretrained(plan.vlm.path, trust_remote_code=args.recipe.trust_remote_code)
         self.merge_record = merge_record(plan, args.recipe_path, args.overrides)
         plan.close()
-        _name_output_folder(f"{args.recipe.name or 'merged_lm'}-{plan.recipe_hash}")
+        name_output_folder(f"{args.recipe.name or 'merged_lm'}-{plan.recipe_hash}")
         hf_options = {k: v for k, v in args.options.items() if k not in PLACEMENT and v is not None}
         super().__init__(pretrained=model, tokenizer=tokenizer, **hf_options)
 
@@ -50,28 +51,5 @@ class MergedLM(HFLM):
         """What lm-eval records under `config` in its results: HFLM's info plus the merge record."""
         return {**super().get_model_info(), "merged_vlm": self.merge_record}
 
-
-def _name_output_folder(name: str) -> None:
-    """Make lm-eval's output folder `name` (sanitised as lm-eval sanitises): lm-eval builds the model before it
-    logs the experiment's arguments, so the tracker step that picks the folder name is wrapped, once."""
-    from lm_eval.loggers import evaluation_tracker as tracker_module
-
-    general = tracker_module.GeneralConfigTracker
-    _folder["name"] = name
-    if getattr(general.log_experiment_args, "_merged_vlm", False):
-        return
-    log_experiment_args = general.log_experiment_args
-
-    def log_with_merge_name(self, *args: Any, **kwargs: Any) -> None:
-        log_experiment_args(self, *args, **kwargs)
-        if kwargs.get("model_source", args[0] if args else None) == "merged_lm":
-            self.model_name = _folder["name"]
-            self.model_name_sanitized = tracker_module.sanitize_model_name(_folder["name"])
-
-    log_with_merge_name._merged_vlm = True  # type: ignore[attr-defined]
-    general.log_experiment_args = log_with_merge_name
-
-
-_folder: dict[str, str] = {}  # the output folder name of the merged_lm this process evaluates
 
 __all__ = ["MergedLM"]

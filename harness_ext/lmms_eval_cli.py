@@ -84,27 +84,11 @@ def _evaluate(argv: list[str]) -> None:
     """lmms-eval's evaluation with our tasks folder added to any --include_path the user gave; a run that
     raises ends the process with one line and a non-zero status instead of a logged traceback and 0."""
     sys.argv = ["lmms-eval", *argv]
-    from lmms_eval import __main__ as lmms_main
+    from harness_ext.compat.lmms_eval import evaluate_recording_failures, parse_eval_args
 
-    _, args = lmms_main.parse_eval_args()
+    args = parse_eval_args()
     args.include_path = [_tasks_dir()] + ([args.include_path] if args.include_path else [])
-    failures: list[BaseException] = []
-    run_single = lmms_main.cli_evaluate_single
-
-    def run_recording_failures(run_args):
-        try:
-            return run_single(run_args)
-        except Exception as exc:
-            if run_args.verbosity == "DEBUG":
-                raise
-            failures.append(exc)
-            return None, None
-
-    lmms_main.cli_evaluate_single = run_recording_failures
-    try:
-        lmms_main.cli_evaluate(args)
-    finally:
-        lmms_main.cli_evaluate_single = run_single
+    failures = evaluate_recording_failures(args, reraise=lambda run_args: run_args.verbosity == "DEBUG")
     if failures:
         _fail(*_failure_message(failures[0], args.model))
 

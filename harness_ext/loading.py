@@ -15,6 +15,7 @@ import torch
 import transformers as T
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from harness_ext.compat.transformers import from_streamed
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
@@ -132,26 +133,6 @@ class PlannedTensor:
             with self.merging:
                 return merge_tensor(self.plan, self.entry, self.buffers, self.buffers.device)
         return unchanged_tensor(self.plan, self.entry)
-
-
-def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTensor], path: Path,
-                  generation: bool, **kwargs: Any) -> T.PreTrainedModel:
-    """from_pretrained of `config` (the model at `path`) with every weight taken from `state_dict`, so
-    no weight file is read; generation settings from `path` when `generation`, else from the config."""
-    if kwargs.get("trust_remote_code") and auto_class.__name__ in (getattr(config, "auto_map", None) or {}):
-        from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-        model_class = get_class_from_dynamic_module(config.auto_map[auto_class.__name__], str(path))
-    else:
-        from transformers.models.auto.auto_factory import _get_model_class  # what Auto*.from_config uses
-
-        model_class = _get_model_class(config, auto_class._model_mapping)
-    settings = None
-    if generation and (path / "generation_config.json").is_file():
-        settings = T.GenerationConfig.from_pretrained(path)
-    # transformers takes a state dict only without a model path (it would read the path's weights)
-    return model_class.from_pretrained(None, config=config, state_dict=state_dict, generation_config=settings,
-                                       **kwargs)
 
 
 def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:
