@@ -28,7 +28,7 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
     from harness_ext.results.store import data_home, recording_note
 
-    note = recording_note() if ingest else None
+    note = recording_note(commit) if ingest else None
     if note:
         console.print(note, markup=False, highlight=False, soft_wrap=True)
     if quiet:

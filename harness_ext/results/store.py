@@ -83,14 +83,15 @@ def default_root() -> Path:
     return Path(os.environ.get(ROOT_ENV) or data_home() / "results")
 
 
-def recording_note() -> str | None:
-    """For an installed merged-vlm (no checkout): one line saying where runs are recorded; None in a checkout."""
+def recording_note(commit: bool = False) -> str | None:
+    """For an installed merged-vlm (no checkout): one line saying where runs are recorded (the committed store
+    with `commit`, else the local one); None in a checkout."""
     from merge_models.shipped import checkout
 
     if checkout() is not None:
         return None
     how = f"${ROOT_ENV}" if os.environ.get(ROOT_ENV) else f"the user data folder; set ${ROOT_ENV} to move it"
-    return f"runs are recorded in {local_root()} ({how})"
+    return f"runs are recorded in {default_root() if commit else local_root()} ({how})"
 
 
 def local_root() -> Path:
