@@ -33,12 +33,13 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 def _check_merged_vlm(argv: list[str]) -> None:
+    from harness_ext.loading import keep_checked_plan
     from harness_ext.model_options import VLM_OPTIONS, parse_model_args_string, split_model_args
     from merge_models.plan import build_plan
 
     given = parse_model_args_string(_option(argv, "--model_args") or "")
     args = split_model_args(given, VLM_OPTIONS, "merged_vlm")
-    build_plan(args.recipe).close()
+    keep_checked_plan(build_plan(args.recipe))  # the model reuses it: each checkpoint is opened once
 
 
 def _check_run(argv: list[str], offline: bool) -> None:

@@ -24,6 +24,7 @@ from merge_models.language_config import transformers_text_config, without_mrope
 from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
+from merge_models.recipe import Recipe
 from merge_models.streaming import ChunkBuffers
 
 QWEN_FAMILIES = ("qwen2_vl", "qwen2_5_vl")
@@ -80,6 +81,23 @@ class Placement:
         return kwargs
 
 
+_checked: list[MergePlan] = []  # the plan a run's check built (the lmms_eval alias), for that run's model
+
+
+def keep_checked_plan(plan: MergePlan) -> None:
+    """Hold the plan built to check a run's arguments, so that run's model reuses it: one plan per run."""
+    for old in _checked:
+        old.close()
+    _checked[:] = [plan]
+
+
+def plan_for(recipe: Recipe) -> MergePlan:
+    """The plan the run's check built for this same recipe (handed over once), else a new one."""
+    if _checked and _checked[0].recipe == recipe:
+        return _checked.pop()
+    return build_plan(recipe)
+
+
 def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     """Build the merged VLM the recipe describes, placed by `device` or the `device_map` option.
 
@@ -89,7 +107,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     (VLM-only tensors read from the VLM, language tensors merged), so each input byte is read once.
     """
     options = args.options
-    plan = build_plan(args.recipe)
+    plan = plan_for(args.recipe)
     start = time.perf_counter()
     family = plan.vlm.adapter.family
     placement = Placement.from_options(plan.recipe.merge_device, options, device)

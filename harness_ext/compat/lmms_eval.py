@@ -5,6 +5,8 @@
   the folder name and the saved results come from callables of the model's process.
 - The CLI: `cli_evaluate` logs an exception of `cli_evaluate_single` and exits 0; the `lmms_eval` alias
   swaps in a wrapper that records the failure so the alias can exit non-zero.
+- Throughput: lmms-eval sums what models report through `gen_metrics.log_metrics` (as its own models do)
+  into the results' `throughput`.
 - Task data: the real-benchmark tasks load a one-row placeholder parquet named relative to their YAML,
   which lmms-eval resolves against the YAML's folder (`_maybe_resolve_yaml_local_data_files`).
 """
@@ -30,7 +32,9 @@ PARSE_EVAL_ARGS = Target(UPSTREAM, "lmms_eval.__main__", "parse_eval_args")
 LOCAL_DATA_FILES = Target(UPSTREAM, "lmms_eval.utils", "_maybe_resolve_yaml_local_data_files",
                           ("yaml_config", "yaml_dir"))
 LOAD_YAML_CONFIG = Target(UPSTREAM, "lmms_eval.utils", "load_yaml_config", ("yaml_path",))
-TARGETS = (LOG_EXPERIMENT_ARGS, SAVE_RESULTS, SANITIZE, CLI_EVALUATE, CLI_EVALUATE_SINGLE, PARSE_EVAL_ARGS,
+LOG_METRICS = Target(UPSTREAM, "lmms_eval.models.model_utils.gen_metrics", "log_metrics",
+                     ("total_elapsed_time", "total_gen_tokens", "avg_speed", "additional_metrics"))
+TARGETS = (LOG_METRICS, LOG_EXPERIMENT_ARGS, SAVE_RESULTS, SANITIZE, CLI_EVALUATE, CLI_EVALUATE_SINGLE, PARSE_EVAL_ARGS,
            LOCAL_DATA_FILES, LOAD_YAML_CONFIG)
 
 _hooks: dict[str, Callable[[], Any]] = {}
@@ -68,6 +72,12 @@ def wrap_tracker(folder_name: Callable[[], str | None], results_entry: Callable[
     log_with_merge_name._merged_vlm = True  # type: ignore[attr-defined]
     tracker_module.GeneralConfigTracker.log_experiment_args = log_with_merge_name
     tracker_module.EvaluationTracker.save_results_aggregated = save_with_merge_record
+
+
+def log_throughput(tokens: int, seconds: float, rank: int) -> None:
+    """Report `tokens` generated in `seconds` by process `rank` to lmms-eval's throughput summary."""
+    LOG_METRICS.resolve()(total_elapsed_time=seconds, total_gen_tokens=tokens,
+                          avg_speed=tokens / seconds if seconds > 0 else 0.0, additional_metrics={"rank": rank})
 
 
 def parse_eval_args() -> Any:
