@@ -40,6 +40,10 @@ TARGETS = (LOG_METRICS, LOG_EXPERIMENT_ARGS, SAVE_RESULTS, SANITIZE, CLI_EVALUAT
 _hooks: dict[str, Callable[[], Any]] = {}
 
 
+def _nothing() -> None:
+    return None
+
+
 def sanitize_model_name(name: str) -> str:
     """`name` as lmms-eval sanitises an output folder name."""
     return SANITIZE.resolve()(name)
@@ -58,13 +62,13 @@ def wrap_tracker(folder_name: Callable[[], str | None], results_entry: Callable[
     @functools.wraps(log_experiment_args)
     def log_with_merge_name(self, *args: Any, **kwargs: Any) -> None:
         log_experiment_args(self, *args, **kwargs)
-        name = _hooks["folder"]()
+        name = _hooks.get("folder", _nothing)()
         if name:
             self.model_name = self.model_name_sanitized = name
 
     @functools.wraps(save_results_aggregated)
     def save_with_merge_record(self, results: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
-        entry = _hooks["entry"]()
+        entry = _hooks.get("entry", _nothing)()
         if entry:
             results = {**results, "merged_vlm": entry}
         return save_results_aggregated(self, results, *args, **kwargs)
