@@ -1,7 +1,11 @@
-"""Installs merged_vlm_lm_eval.pth beside the packages (normal and editable installs alike).
+"""Build steps pyproject.toml cannot express; everything else is there.
 
-lm-eval 0.4.13 finds models only in its own registry; the .pth registers `merged_lm` there when
-lm-eval loads (see harness_ext/lm_eval_hook.py). Everything else is in pyproject.toml.
+- The lm-eval registration: merged_vlm_lm_eval.pth goes beside the packages (normal and editable installs
+  alike). lm-eval 0.4.13 finds models only in its own registry; the .pth registers `merged_lm` there when
+  lm-eval loads (see harness_ext/compat/lm_eval.py).
+- The shipped files: a wheel carries the recipes and the tiny-world family as package data under
+  merge_models/shipped/ (the layout of the checkout's root, see merge_models/shipped.py); an editable
+  install reads them from the checkout.
 """
 
 import shutil
@@ -11,14 +15,19 @@ from setuptools import setup
 from setuptools.command.build_py import build_py
 from setuptools.command.editable_wheel import editable_wheel
 
-PTH = Path(__file__).parent / "merged_vlm_lm_eval.pth"
+HERE = Path(__file__).parent
+PTH = HERE / "merged_vlm_lm_eval.pth"
+SHIPPED = ("recipes", "models/tiny-world")  # merge_models.shipped.CONTENTS
+SHIPPED_PACKAGE_FOLDER = Path("merge_models") / "shipped"
 
 
-class BuildPyWithPth(build_py):
+class BuildPyWithPthAndShipped(build_py):
     def run(self):
         super().run()
         if not self.editable_mode:
             self.copy_file(str(PTH), str(Path(self.build_lib) / PTH.name))
+            for folder in SHIPPED:
+                self.copy_tree(str(HERE / folder), str(Path(self.build_lib) / SHIPPED_PACKAGE_FOLDER / folder))
 
 
 class EditableWheelWithPth(editable_wheel):
@@ -27,4 +36,4 @@ class EditableWheelWithPth(editable_wheel):
         shutil.copy(PTH, Path(installation_dir) / PTH.name)
 
 
-setup(cmdclass={"build_py": BuildPyWithPth, "editable_wheel": EditableWheelWithPth})
+setup(cmdclass={"build_py": BuildPyWithPthAndShipped, "editable_wheel": EditableWheelWithPth})

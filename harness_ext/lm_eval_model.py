@@ -20,6 +20,7 @@ import torch
 import transformers as T
 from lm_eval.models.huggingface import HFLM
 
+from harness_ext.compat.lm_eval import name_output_folder
 from harness_ext.loading import Placement, build_merged_causal_lm, loading_bar, merge_record
 from harness_ext.model_options import split_model_args
 from merge_models.plan import build_plan
@@ -48,7 +49,7 @@ class MergedLM(HFLM):
         tokenizer = T.AutoTokenizer.from_pretrained(plan.vlm.path, trust_remote_code=args.recipe.trust_remote_code)
         self.merge_record = merge_record(plan, args.recipe_path, args.overrides)
         plan.close()
-        _name_output_folder(f"{args.recipe.name or 'merged_lm'}-{plan.recipe_hash}")
+        name_output_folder(f"{args.recipe.name or 'merged_lm'}-{plan.recipe_hash}")
         hf_options = {k: v for k, v in args.options.items() if k not in PLACEMENT and v is not None}
         with _without(IN_MEMORY_WARNING):
             super().__init__(pretrained=model, tokenizer=tokenizer, **hf_options)
@@ -72,28 +73,5 @@ def _without(message: str) -> Iterator[None]:
     finally:
         hflm_logger.removeFilter(keep)
 
-
-def _name_output_folder(name: str) -> None:
-    """Make lm-eval's output folder `name` (sanitised as lm-eval sanitises): lm-eval builds the model before it
-    logs the experiment's arguments, so the tracker step that picks the folder name is wrapped, once."""
-    from lm_eval.loggers import evaluation_tracker as tracker_module
-
-    general = tracker_module.GeneralConfigTracker
-    _folder["name"] = name
-    if getattr(general.log_experiment_args, "_merged_vlm", False):
-        return
-    log_experiment_args = general.log_experiment_args
-
-    def log_with_merge_name(self, *args: Any, **kwargs: Any) -> None:
-        log_experiment_args(self, *args, **kwargs)
-        if kwargs.get("model_source", args[0] if args else None) == "merged_lm":
-            self.model_name = _folder["name"]
-            self.model_name_sanitized = tracker_module.sanitize_model_name(_folder["name"])
-
-    log_with_merge_name._merged_vlm = True  # type: ignore[attr-defined]
-    general.log_experiment_args = log_with_merge_name
-
-
-_folder: dict[str, str] = {}  # the output folder name of the merged_lm this process evaluates
 
 __all__ = ["MergedLM"]

@@ -35,12 +35,13 @@ def _option(argv: list[str], name: str) -> str | None:
 
 
 def _check_merged_vlm(argv: list[str]) -> None:
+    from harness_ext.loading import keep_checked_plan
     from harness_ext.model_options import VLM_OPTIONS, parse_model_args_string, split_model_args
     from merge_models.plan import build_plan
 
     given = parse_model_args_string(_option(argv, "--model_args") or "")
     args = split_model_args(given, VLM_OPTIONS, "merged_vlm")
-    build_plan(args.recipe).close()
+    keep_checked_plan(build_plan(args.recipe))  # the model reuses it: each checkpoint is opened once
 
 
 def _check_run(argv: list[str], offline: bool) -> None:
@@ -90,34 +91,19 @@ def _evaluate(argv: list[str]) -> None:
     """lmms-eval's evaluation with our tasks folder added to any --include_path the user gave; a run that
     raises ends the process with one line and a non-zero status instead of a logged traceback and 0."""
     sys.argv = ["lmms-eval", *argv]
-    from lmms_eval import __main__ as lmms_main
+    from harness_ext.compat.lmms_eval import evaluate_recording_failures, parse_eval_args
 
     from harness_ext.results.completion import mark_finished, remove_unfinished, results_files
 
-    _, args = lmms_main.parse_eval_args()
+    args = parse_eval_args()
     args.include_path = [_tasks_dir()] + ([args.include_path] if args.include_path else [])
-    failures: list[BaseException] = []
-    run_single = lmms_main.cli_evaluate_single
-
-    def run_recording_failures(run_args):
-        try:
-            return run_single(run_args)
-        except Exception as exc:
-            if run_args.verbosity == "DEBUG":
-                raise
-            failures.append(exc)
-            return None, None
-
-    lmms_main.cli_evaluate_single = run_recording_failures
     output = Path(args.output_path) if args.output_path else None
     existed, before = output is not None and output.exists(), results_files(output)
     try:
-        lmms_main.cli_evaluate(args)
+        failures = evaluate_recording_failures(args, reraise=lambda run_args: run_args.verbosity == "DEBUG")
     except BaseException:  # an interrupt: nothing of this run is left to look like a run
         remove_unfinished(output, before, existed)
         raise
-    finally:
-        lmms_main.cli_evaluate_single = run_single
     if failures:
         remove_unfinished(output, before, existed)
         _fail(*_failure_message(failures[0], args.model))

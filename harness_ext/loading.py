@@ -19,6 +19,7 @@ import torch
 import transformers as T
 from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
+from harness_ext.compat.transformers import from_streamed
 from harness_ext.model_options import ModelArgs, ModelArgsError
 from merge_models.cache import cached_checkpoint, publish
 from merge_models.errors import MergeError
@@ -27,6 +28,7 @@ from merge_models.language_config import transformers_text_config, without_mrope
 from merge_models.output import write_checkpoint, write_descriptions
 from merge_models.plan import MergePlan, TensorPlan, build_plan
 from merge_models.portable import portable_name
+from merge_models.recipe import Recipe
 from merge_models.settings import cache_root
 from merge_models.streaming import ChunkBuffers
 
@@ -102,6 +104,23 @@ def _temporary_offload_folder() -> Path:
     return folder
 
 
+_checked: list[MergePlan] = []  # the plan a run's check built (the lmms_eval alias), for that run's model
+
+
+def keep_checked_plan(plan: MergePlan) -> None:
+    """Hold the plan built to check a run's arguments, so that run's model reuses it: one plan per run."""
+    for old in _checked:
+        old.close()
+    _checked[:] = [plan]
+
+
+def plan_for(recipe: Recipe) -> MergePlan:
+    """The plan the run's check built for this same recipe (handed over once), else a new one."""
+    if _checked and _checked[0].recipe == recipe:
+        return _checked.pop()
+    return build_plan(recipe)
+
+
 def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     """Build the merged VLM the recipe describes, placed by `device` or the `device_map` option.
 
@@ -111,7 +130,7 @@ def load_merged_vlm(args: ModelArgs, device: str | None = None) -> LoadedVLM:
     (VLM-only tensors read from the VLM, language tensors merged), so each input byte is read once.
     """
     options = args.options
-    plan = build_plan(args.recipe)
+    plan = plan_for(args.recipe)
     start = time.perf_counter()
     family = plan.vlm.adapter.family
     placement = Placement.from_options(plan.recipe.merge_device, options, device)
@@ -173,26 +192,6 @@ class PlannedTensor:
             with self.merging:
                 return merge_tensor(self.plan, self.entry, self.buffers, self.buffers.device)
         return unchanged_tensor(self.plan, self.entry)
-
-
-def from_streamed(auto_class: Any, config: Any, state_dict: dict[str, PlannedTensor], path: Path,
-                  generation: bool, **kwargs: Any) -> T.PreTrainedModel:
-    """from_pretrained of `config` (the model at `path`) with every weight taken from `state_dict`, so
-    no weight file is read; generation settings from `path` when `generation`, else from the config."""
-    if kwargs.get("trust_remote_code") and auto_class.__name__ in (getattr(config, "auto_map", None) or {}):
-        from transformers.dynamic_module_utils import get_class_from_dynamic_module
-
-        model_class = get_class_from_dynamic_module(config.auto_map[auto_class.__name__], str(path))
-    else:
-        from transformers.models.auto.auto_factory import _get_model_class  # what Auto*.from_config uses
-
-        model_class = _get_model_class(config, auto_class._model_mapping)
-    settings = None
-    if generation and (path / "generation_config.json").is_file():
-        settings = T.GenerationConfig.from_pretrained(path)
-    # transformers takes a state dict only without a model path (it would read the path's weights)
-    return model_class.from_pretrained(None, config=config, state_dict=state_dict, generation_config=settings,
-                                       **kwargs)
 
 
 def streamed_state_dict(plan: MergePlan, device: torch.device, canonical: bool = False) -> dict[str, PlannedTensor]:

@@ -1,8 +1,9 @@
 """Names of local files and folders that hold on any machine, for everything written for others
 (merge records, results, model cards, bundles): never this machine's absolute path.
 
-A local path is named relative to the git repository that holds it (the folder with `.git`),
-else relative to a folder the caller names (the recipe's), else by its last component. Names
+A shipped file (a recipe, the tiny-world family) is named as it is shipped (`models/tiny-world/vlm`, see
+merge_models.shipped), whether from a checkout or an installed wheel. Any other local path is named
+relative to the git repository that holds it (the folder with `.git`), else relative to a folder the caller names (the recipe's), else by its last component. Names
 that are already relative, and Hub ids, are left as they are.
 """
 
@@ -12,6 +13,8 @@ import os
 import re
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
+
+from merge_models.shipped import shipped_name
 
 
 def is_absolute(name: str) -> bool:
@@ -35,6 +38,9 @@ def portable_name(name: str | Path, relative_to: Path | None = None) -> str:
     path = Path(text).expanduser()
     if path.exists():
         path = path.resolve()
+        shipped = shipped_name(path)
+        if shipped is not None:
+            return shipped
         root = repository_root(path)
         if root is not None:
             return path.relative_to(root).as_posix() or "."

@@ -15,9 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from merge_models.errors import RecipeError
 from merge_models.methods.registry import LAYER_SWAP, NATIVE_METHODS, MethodInfo, is_mergekit, method_info
 from merge_models.schedule import FilterRule, ParamValue, all_numbers, has_default_rule, to_plain
+from merge_models.shipped import recipes_dir
 
 DEFAULT_EXCLUDE = ("embed_tokens", "lm_head")
-RECIPES_DIR = Path(__file__).resolve().parents[1] / "recipes"
 DType = Literal["bfloat16", "float16", "float32"]
 SignElection = Literal["weighted_sum", "unweighted_sum", "count"]
 DisjointMean = Literal["weights", "count", "none"]
@@ -329,16 +329,12 @@ def resolve_recipe_path(reference: str | Path) -> Path:
     path = Path(reference).expanduser()
     if path.is_file():
         return path
-    for candidate in (RECIPES_DIR / f"{reference}.yaml", RECIPES_DIR / str(reference)):
+    shipped_dir = recipes_dir()
+    for candidate in (shipped_dir / f"{reference}.yaml", shipped_dir / str(reference)):
         if candidate.is_file():
             return candidate
-    shipped = ", ".join(sorted(p.stem for p in RECIPES_DIR.glob("*.yaml"))) or "none"
+    shipped = ", ".join(sorted(p.stem for p in shipped_dir.glob("*.yaml"))) or "none"
     raise RecipeError("recipe", f"no file {str(reference)!r}", f"give a YAML path or a shipped recipe name ({shipped})")
-
-
-def shipped_path(relative: str) -> Path:
-    """Where a file or folder shipped with merged-vlm (`models/tiny-world/vlm`, `recipes/...`) lies here."""
-    return RECIPES_DIR.parent / relative
 
 
 def read_recipe_document(reference: str | Path) -> dict[str, Any]:
@@ -500,4 +496,4 @@ def _bracket_indices(field: str) -> str:
 
 
 __all__ = ["Recipe", "ModelRef", "LayerSwap", "FilterRule", "load_recipe", "parse_recipe", "apply_overrides",
-           "read_recipe_document", "resolve_recipe_path", "shipped_path", "DEFAULT_EXCLUDE", "RECIPES_DIR"]
+           "read_recipe_document", "resolve_recipe_path", "DEFAULT_EXCLUDE"]

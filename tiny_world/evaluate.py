@@ -26,10 +26,11 @@ from mvlm_tasks.probe import Item, generate_probe
 from mvlm_tasks.suite.probe import doc_to_text, process_results
 
 from harness_ext.generation import conversation, generate
+from merge_models import shipped
 from tiny_world.data import SYSTEM_PROMPT, description
 
 MAX_NEW_TOKENS = 32  # the probe task's generation_kwargs
-RECIPE = Path(__file__).resolve().parents[1] / "recipes" / "tiny-world.yaml"
+RECIPE = shipped.recipe("tiny-world")
 
 
 def _doc(item: Item) -> dict[str, Any]:
@@ -224,7 +225,7 @@ def summary_table(results: dict[str, Any]) -> dict[str, str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Evaluate the tiny-world family and merges on the probe.")
-    parser.add_argument("--models", type=Path, default=Path("models/tiny-world"))
+    parser.add_argument("--models", type=Path, default=shipped.tiny_world())
     parser.add_argument("--n", type=int, default=None, help="items per split (default: the full 200)")
     parser.add_argument("--sweep", action="store_true", help="also evaluate the default merge sweep")
     parser.add_argument("--recipe", type=Path, default=RECIPE)

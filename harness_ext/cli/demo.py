@@ -17,7 +17,8 @@ VLM_ALONE_SUFFIX = "-vlm-alone"  # the VLM-alone run's name: `<recipe name>-vlm-
 def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in recipes/."),
          tasks: str = typer.Option("mvlm_probe_perception,mvlm_probe_reasoning", help="Comma-separated tasks."),
          limit: int | None = typer.Option(None, help="Documents per task (all by default)."),
-         out: Path = typer.Option(Path("out/demo"), "--out", help="lmms-eval output folder."),
+         out: Path | None = typer.Option(None, "--out", help="lmms-eval output folder (default out/demo, in the "
+                                                             "user data folder when installed without a checkout)."),
          batch_size: int = typer.Option(8, help="Generation batch size."),
          ingest: bool = typer.Option(True, "--ingest/--no-ingest", help="Record both runs (in the local store, "
                                                                         "results/local/)."),
@@ -25,8 +26,14 @@ def demo(recipe: str = typer.Option("tiny-world", help="Recipe path or name in r
                                                              "instead."),
          set_: list[str] | None = SetOpt, quiet: bool = QuietOpt) -> None:
     """Evaluate the VLM alone and the recipe's merge on the same tasks and print them side by side."""
+    from harness_ext.results.store import data_home, recording_note
+
+    note = recording_note(commit) if ingest else None
+    if note:
+        console.print(note, markup=False, highlight=False, soft_wrap=True)
     if quiet:
         be_quiet()
+    out = out or data_home() / "out" / "demo"
     from harness_ext.cli.track import record_runs
     from harness_ext.evaluate import evaluate, split_scores
     from harness_ext.lmms_model import MergedVLMChat

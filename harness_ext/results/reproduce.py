@@ -27,7 +27,8 @@ from harness_ext.results.submit import (
     recipe_refs,
 )
 from merge_models.checkpoint import open_checkpoint
-from merge_models.recipe import ModelRef, shipped_path
+from merge_models import shipped
+from merge_models.recipe import ModelRef
 
 DIGESTS = ("content_sha256", "header_sha256")  # the parts of a local identity that hold on another machine
 
@@ -86,7 +87,7 @@ def resolved_recipe(bundle: Path, models: list[dict[str, Any]], where: Path) -> 
 
 def locate_checkpoint(name: str, where: Path) -> Path | None:
     """The folder a bundle's local checkpoint name means here: under `where`, else shipped with merged-vlm."""
-    for folder in (where / name, shipped_path(name)):
+    for folder in (where / name, shipped.root() / name):
         if folder.is_dir():
             return folder.resolve()
     return None

@@ -9,7 +9,9 @@ Two stores by default: the committed one (`results/`, or `$MERGED_VLM_RESULTS`),
 runs the project vouches for and changes only when asked (`--commit`); and a local one
 (`results/local/`, or `$MERGED_VLM_LOCAL_RESULTS`, ignored by git), where every other run goes:
 sweeps, demos, runs with `--limit`, anything ingested without `--commit`. Views read both (a run in
-both counts once); `--store DIR` names one store for reading and writing.
+both counts once); `--store DIR` names one store for reading and writing. `results/` is in the current
+folder when merged-vlm runs from a checkout; an installed merged-vlm (no checkout) keeps it in the user
+data folder (platformdirs), and its commands that record say so in their first line (`recording_note`).
 
 Every variant gets a display name that is unique and stable: the name of its earliest run; a
 variant whose name an earlier variant already holds is shown as `<name>#<hash prefix>`.
@@ -25,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import platformdirs
 from filelock import FileLock, Timeout
 
 from harness_ext.results import protocols
@@ -69,9 +72,27 @@ CREATE VIEW most_complete AS SELECT * FROM (
 """
 
 
+def data_home() -> Path:
+    """Where runs are kept: the current folder when merged-vlm runs from a checkout, else the user data folder."""
+    from merge_models.shipped import checkout
+
+    return Path() if checkout() is not None else Path(platformdirs.user_data_dir("merged-vlm"))
+
+
 def default_root() -> Path:
-    """The committed store: `$MERGED_VLM_RESULTS`, else `results/` in the current folder."""
-    return Path(os.environ.get(ROOT_ENV) or "results")
+    """The committed store: `$MERGED_VLM_RESULTS`, else `results/` in `data_home()`."""
+    return Path(os.environ.get(ROOT_ENV) or data_home() / "results")
+
+
+def recording_note(commit: bool = False) -> str | None:
+    """For an installed merged-vlm (no checkout): one line saying where runs are recorded (the committed store
+    with `commit`, else the local one); None in a checkout."""
+    from merge_models.shipped import checkout
+
+    if checkout() is not None:
+        return None
+    how = f"${ROOT_ENV}" if os.environ.get(ROOT_ENV) else f"the user data folder; set ${ROOT_ENV} to move it"
+    return f"runs are recorded in {default_root() if commit else local_root()} ({how})"
 
 
 def local_root() -> Path:
