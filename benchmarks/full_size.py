@@ -262,27 +262,35 @@ def table(steps: list[Step], layers: dict[str, int]) -> str:
     return "\n".join(rows)
 
 
-def scaling(depths: list[int], work: Path, args: argparse.Namespace) -> None:
-    """qwen2vl-qwen2math-linear merged to disk at each depth, with its floor; fitted seconds per GB."""
+def scaling(depths: list[int], names: list[str], work: Path, args: argparse.Namespace) -> None:
+    """Qwen-pair recipes merged to disk at each depth, with the floor; seconds and peak RSS fitted
+    against the merged model's size."""
     import numpy
 
-    rows = []
+    rows: dict[str, list[tuple[int, int, float, int, float]]] = {name: [] for name in names}
     for depth in depths:
-        args.layers = {"qwen2vl": depth}
-        args.steps = ["merge"]
-        steps = run_trio("qwen2vl", ["qwen2vl-qwen2math-linear"], work, args)
-        merge = next(s for s in steps if s.step.startswith("merge"))
-        fl = next(s for s in steps if s.step == "floor")
-        _, output = trio_bytes("qwen2vl", depth, {"vlm", "source"})
-        rows.append((depth, output, merge.seconds, merge.peak_rss, fl.seconds))
-    sizes = numpy.array([r[1] / 1e9 for r in rows])
-    slope, intercept = numpy.polyfit(sizes, [r[2] for r in rows], 1)
-    rss_slope, _ = numpy.polyfit(sizes, [r[3] / GIB for r in rows], 1)
-    print("\n| layers | merged GB | merge s | floor s | merge / floor | peak RSS GiB |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for depth, output, seconds, rss, fl in rows:
-        print(f"| {depth} | {output / 1e9:.1f} | {seconds:.1f} | {fl:.1f} | {seconds / fl:.2f} | {rss / GIB:.2f} |")
-    print(f"fit: merge seconds = {slope:.2f} * GB + {intercept:.1f}; peak RSS grows {rss_slope * 1024:.1f} MiB per GB")
+        args.layers, args.steps = {"qwen2vl": depth}, ["merge"]
+        steps = run_trio("qwen2vl", names, work, args)
+        _, output = trio_bytes("qwen2vl", depth, {"vlm"})
+        for name in names:
+            merge = next(s for s in steps if s.recipe == name and s.step.startswith("merge"))
+            fl = next(s for s in steps if s.recipe == name and s.step == "floor")
+            rows[name].append((depth, output, merge.seconds, merge.peak_rss, fl.seconds))
+    print("\n| recipe | layers | merged GB | merge s | floor s | merge / floor | peak RSS GiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, found in rows.items():
+        for depth, output, seconds, rss, fl in found:
+            print(f"| {name} | {depth} | {output / 1e9:.1f} | {seconds:.1f} | {fl:.1f} | {seconds / fl:.2f} | "
+                  f"{rss / GIB:.2f} |")
+    for name, found in rows.items():
+        if len(found) < 2:
+            continue
+        sizes = numpy.array([r[1] / 1e9 for r in found])
+        slope, intercept = numpy.polyfit(sizes, [r[2] for r in found], 1)
+        floor_slope, _ = numpy.polyfit(sizes, [r[4] for r in found], 1)
+        rss_slope, _ = numpy.polyfit(sizes, [r[3] / GIB for r in found], 1)
+        print(f"{name}: merge seconds = {slope:.2f} * GB + {intercept:.1f} (floor {floor_slope:.2f} s per GB); "
+              f"peak RSS {rss_slope * 1024:+.1f} MiB per GB")
 
 
 def main() -> int:
@@ -295,7 +303,8 @@ def main() -> int:
                                                                       "plan always run)")
     parser.add_argument("--max-memory", default="12GiB", help="max_memory for the CPU in the load steps")
     parser.add_argument("--keep-free", type=float, default=10, help="GB of disk to leave free")
-    parser.add_argument("--scaling", default=None, help="depths of the Qwen pair to merge, e.g. 4,7,14,28")
+    parser.add_argument("--scaling", default=None, help="depths of the Qwen pair to merge its recipes (--recipe, "
+                                                         "default the linear one) at, e.g. 4,7,14,28")
     parser.add_argument("--inputs", type=Path, default=None,
                         help="use the stand-ins already in this folder (standins.py --out) and keep them")
     parser.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
@@ -305,7 +314,8 @@ def main() -> int:
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     if args.scaling:
-        scaling([int(d) for d in args.scaling.split(",")], args.work, args)
+        scaling([int(d) for d in args.scaling.split(",")], args.recipe or ["qwen2vl-qwen2math-linear"], args.work,
+                args)
         return 0
     args.layers = {k: int(v) for k, v in (item.split("=") for item in args.layers)}
     args.steps = args.steps.split(",")
