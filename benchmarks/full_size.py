@@ -35,14 +35,19 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import standins  # noqa: E402
+import standins
 
-RECIPES = {"qwen2vl-qwen2math-linear": "qwen2vl", "qwen2vl-qwen2math-dare": "qwen2vl",
-           "llavanext-dartmath-linear": "llavanext", "llavanext-dartmath-ties": "llavanext",
-           "llavanext-dartmath-layerswap": "llavanext", "idefics2-mammoth-linear": "idefics2"}
+RECIPES = {
+    "qwen2vl-qwen2math-linear": "qwen2vl",
+    "qwen2vl-qwen2math-dare": "qwen2vl",
+    "llavanext-dartmath-linear": "llavanext",
+    "llavanext-dartmath-ties": "llavanext",
+    "llavanext-dartmath-layerswap": "llavanext",
+    "idefics2-mammoth-linear": "idefics2",
+}
 # what the plan must say for each real pair (stderr or stdout of `merged-vlm plan`)
 EXPECTED_WARNINGS = {"qwen2vl": ["rope_theta 10000 vs 1e+06"], "idefics2": ["32000", "[PAD]"]}
-GIB = 2 ** 30
+GIB = 2**30
 
 
 @dataclass
@@ -122,6 +127,7 @@ def floor(recipe_path: Path, out: Path) -> None:
                 _read_all(file)
     for file in sorted(plan.vlm.path.glob("*.safetensors")):
         from safetensors import safe_open
+
         with safe_open(str(file), framework="pt") as handle:
             names = list(handle.keys())
             shapes = {n: tuple(handle.get_slice(n).get_shape()) for n in names}
@@ -133,8 +139,9 @@ def floor(recipe_path: Path, out: Path) -> None:
 
 def _read_all(file: Path) -> None:
     from safetensors import safe_open
+
     with safe_open(str(file), framework="pt") as handle:
-        for name in handle.keys():
+        for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
             handle.get_tensor(name)
 
 
@@ -155,19 +162,28 @@ def run_recipe(name: str, dirs: dict[str, Path], work: Path, args: argparse.Name
     env = {**os.environ, "MERGED_VLM_CACHE": str(work / "cache")}
     steps: list[Step] = []
     python = sys.executable
-    cli = [python, "-m", "harness_ext.cli"] if not shutil.which("merged-vlm") else [shutil.which("merged-vlm")]
+    cli = (
+        [python, "-m", "harness_ext.cli"] if not shutil.which("merged-vlm") else [shutil.which("merged-vlm")]
+    )
 
     def step(label: str, command: list[str], check=None) -> Step:
         log = work / f"{name}-{label}.log"
         seconds, rss, code = measure(command, log, env)
         text = log.read_text(errors="replace")
-        ok, note = code == 0, "" if code == 0 else f"exit {code}: {text.strip().splitlines()[-1][:160] if text.strip() else ''}"
+        ok, note = (
+            code == 0,
+            ""
+            if code == 0
+            else f"exit {code}: {text.strip().splitlines()[-1][:160] if text.strip() else ''}",
+        )
         if ok and check is not None:
             ok, note = check(text)
         result = Step(name, label, seconds, rss, ok, note)
         steps.append(result)
-        print(f"  {name:30s} {label:18s} {seconds:8.1f} s  {rss / GIB:6.2f} GiB  {'ok' if ok else 'FAIL'} {note}",
-              flush=True)
+        print(
+            f"  {name:30s} {label:18s} {seconds:8.1f} s  {rss / GIB:6.2f} GiB  {'ok' if ok else 'FAIL'} {note}",
+            flush=True,
+        )
         return result
 
     trio = RECIPES[name]
@@ -187,17 +203,41 @@ def run_recipe(name: str, dirs: dict[str, Path], work: Path, args: argparse.Name
         shutil.rmtree(out, ignore_errors=True)
     memory = json.dumps({"cpu": args.max_memory})
     if "load" in args.steps:
-        step("load cache=false", [python, "-c", LOAD, str(recipe), "false", memory],
-             lambda t: (True, t.strip().splitlines()[-1][:200]))
-        step("load cache=true", [python, "-c", LOAD, str(recipe), "true", memory],
-             lambda t: (True, t.strip().splitlines()[-1][:200]))
+        step(
+            "load cache=false",
+            [python, "-c", LOAD, str(recipe), "false", memory],
+            lambda t: (True, t.strip().splitlines()[-1][:200]),
+        )
+        step(
+            "load cache=true",
+            [python, "-c", LOAD, str(recipe), "true", memory],
+            lambda t: (True, t.strip().splitlines()[-1][:200]),
+        )
     if "eval" in args.steps:
         results = work / "lmms-out"
         model_args = f"recipe={recipe},quiet=true,device_map=auto,max_memory={{cpu: {args.max_memory}}}"
-        step("lmms-eval 1 doc", [python, "-m", "harness_ext.lmms_eval_cli", "--model", "merged_vlm", "--model_args",
-                                 model_args, "--tasks", "mvlm_probe_perception", "--limit", "1", "--gen_kwargs",
-                                 "max_new_tokens=4", "--output_path", str(results), "--log_samples"],
-             lambda t: answered(results))
+        step(
+            "lmms-eval 1 doc",
+            [
+                python,
+                "-m",
+                "harness_ext.lmms_eval_cli",
+                "--model",
+                "merged_vlm",
+                "--model_args",
+                model_args,
+                "--tasks",
+                "mvlm_probe_perception",
+                "--limit",
+                "1",
+                "--gen_kwargs",
+                "max_new_tokens=4",
+                "--output_path",
+                str(results),
+                "--log_samples",
+            ],
+            lambda t: answered(results),
+        )
         shutil.rmtree(results, ignore_errors=True)
     shutil.rmtree(work / "cache", ignore_errors=True)
     return steps
@@ -220,24 +260,45 @@ def run_trio(trio: str, names: list[str], work: Path, args: argparse.Namespace) 
         dirs = {role: args.inputs / name for role, name, _ in standins.TRIOS[trio]}
         return [step for name in names for step in run_recipe(name, dirs, work, args)]
     layers = args.layers.get(trio)
-    roles = {"vlm", "source"} | ({"base"} if any("base" in yaml.safe_load((ROOT / "recipes" / f"{n}.yaml").read_text())
-                                                 for n in names) else set())
+    roles = {"vlm", "source"} | (
+        {"base"}
+        if any("base" in yaml.safe_load((ROOT / "recipes" / f"{n}.yaml").read_text()) for n in names)
+        else set()
+    )
     need, output = trio_bytes(trio, layers, roles)
     free = shutil.disk_usage(work).free
     if free - need - output < args.keep_free * 1e9:
-        print(f"skip {trio} at {layers or 'full'} layers: needs {(need + output) / 1e9:.1f} GB, {free / 1e9:.1f} GB free "
-              f"(keeping {args.keep_free} GB); pass a smaller --layers {trio}=N", flush=True)
+        print(
+            f"skip {trio} at {layers or 'full'} layers: needs {(need + output) / 1e9:.1f} GB, {free / 1e9:.1f} GB free "
+            f"(keeping {args.keep_free} GB); pass a smaller --layers {trio}=N",
+            flush=True,
+        )
         return []
     folder = work / trio
     start = time.perf_counter()
     log = work / f"{trio}-standins.log"
-    seconds, rss, code = measure([sys.executable, str(ROOT / "benchmarks" / "standins.py"), "--trio", trio,
-                                  "--out", str(folder), "--replace", "--roles", *sorted(roles)]
-                                 + (["--layers", str(layers)] if layers else []), log)
+    _seconds, rss, code = measure(
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "standins.py"),
+            "--trio",
+            trio,
+            "--out",
+            str(folder),
+            "--replace",
+            "--roles",
+            *sorted(roles),
+        ]
+        + (["--layers", str(layers)] if layers else []),
+        log,
+    )
     if code:
         raise SystemExit(f"writing the {trio} stand-ins failed: {log.read_text()[-400:]}")
-    print(f"{trio}: stand-ins at {layers or 'full'} layers, {folder_bytes(folder) / 1e9:.1f} GB written in "
-          f"{time.perf_counter() - start:.0f} s, peak RSS {rss / GIB:.2f} GiB", flush=True)
+    print(
+        f"{trio}: stand-ins at {layers or 'full'} layers, {folder_bytes(folder) / 1e9:.1f} GB written in "
+        f"{time.perf_counter() - start:.0f} s, peak RSS {rss / GIB:.2f} GiB",
+        flush=True,
+    )
     dirs = {role: folder / name for role, name, _ in standins.TRIOS[trio]}
     steps: list[Step] = []
     try:
@@ -250,54 +311,92 @@ def run_trio(trio: str, names: list[str], work: Path, args: argparse.Namespace) 
 
 def table(steps: list[Step], layers: dict[str, int]) -> str:
     """The measurements as a Markdown table, with merge time over the floor per recipe."""
-    rows = ["| recipe | depth | step | seconds | peak RSS GiB | ok | note |", "|---|---|---|---:|---:|---|---|"]
+    rows = [
+        "| recipe | depth | step | seconds | peak RSS GiB | ok | note |",
+        "|---|---|---|---:|---:|---|---|",
+    ]
     floors = {s.recipe: s.seconds for s in steps if s.step == "floor"}
     for s in steps:
         note = s.note
         if s.step.startswith("merge") and s.recipe in floors:
             note = f"{s.seconds / floors[s.recipe]:.2f}x the floor. " + note
         depth = layers.get(RECIPES[s.recipe], "full")
-        rows.append(f"| {s.recipe} | {depth} | {s.step} | {s.seconds:.1f} | {s.peak_rss / GIB:.2f} | "
-                    f"{'yes' if s.ok else 'NO'} | {note.replace('|', '/')} |")
+        rows.append(
+            f"| {s.recipe} | {depth} | {s.step} | {s.seconds:.1f} | {s.peak_rss / GIB:.2f} | "
+            f"{'yes' if s.ok else 'NO'} | {note.replace('|', '/')} |"
+        )
     return "\n".join(rows)
 
 
-def scaling(depths: list[int], work: Path, args: argparse.Namespace) -> None:
-    """qwen2vl-qwen2math-linear merged to disk at each depth, with its floor; fitted seconds per GB."""
+def scaling(depths: list[int], names: list[str], work: Path, args: argparse.Namespace) -> None:
+    """Qwen-pair recipes merged to disk at each depth, with the floor; seconds and peak RSS fitted
+    against the merged model's size."""
     import numpy
 
-    rows = []
+    rows: dict[str, list[tuple[int, int, float, int, float]]] = {name: [] for name in names}
     for depth in depths:
-        args.layers = {"qwen2vl": depth}
-        args.steps = ["merge"]
-        steps = run_trio("qwen2vl", ["qwen2vl-qwen2math-linear"], work, args)
-        merge = next(s for s in steps if s.step.startswith("merge"))
-        fl = next(s for s in steps if s.step == "floor")
-        _, output = trio_bytes("qwen2vl", depth, {"vlm", "source"})
-        rows.append((depth, output, merge.seconds, merge.peak_rss, fl.seconds))
-    sizes = numpy.array([r[1] / 1e9 for r in rows])
-    slope, intercept = numpy.polyfit(sizes, [r[2] for r in rows], 1)
-    rss_slope, _ = numpy.polyfit(sizes, [r[3] / GIB for r in rows], 1)
-    print("\n| layers | merged GB | merge s | floor s | merge / floor | peak RSS GiB |")
-    print("|---:|---:|---:|---:|---:|---:|")
-    for depth, output, seconds, rss, fl in rows:
-        print(f"| {depth} | {output / 1e9:.1f} | {seconds:.1f} | {fl:.1f} | {seconds / fl:.2f} | {rss / GIB:.2f} |")
-    print(f"fit: merge seconds = {slope:.2f} * GB + {intercept:.1f}; peak RSS grows {rss_slope * 1024:.1f} MiB per GB")
+        args.layers, args.steps = {"qwen2vl": depth}, ["merge"]
+        steps = run_trio("qwen2vl", names, work, args)
+        _, output = trio_bytes("qwen2vl", depth, {"vlm"})
+        for name in names:
+            merge = next(s for s in steps if s.recipe == name and s.step.startswith("merge"))
+            fl = next(s for s in steps if s.recipe == name and s.step == "floor")
+            rows[name].append((depth, output, merge.seconds, merge.peak_rss, fl.seconds))
+    print("\n| recipe | layers | merged GB | merge s | floor s | merge / floor | peak RSS GiB |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for name, found in rows.items():
+        for depth, output, seconds, rss, fl in found:
+            print(
+                f"| {name} | {depth} | {output / 1e9:.1f} | {seconds:.1f} | {fl:.1f} | {seconds / fl:.2f} | "
+                f"{rss / GIB:.2f} |"
+            )
+    for name, found in rows.items():
+        if len(found) < 2:
+            continue
+        sizes = numpy.array([r[1] / 1e9 for r in found])
+        slope, intercept = numpy.polyfit(sizes, [r[2] for r in found], 1)
+        floor_slope, _ = numpy.polyfit(sizes, [r[4] for r in found], 1)
+        rss_slope, _ = numpy.polyfit(sizes, [r[3] / GIB for r in found], 1)
+        print(
+            f"{name}: merge seconds = {slope:.2f} * GB + {intercept:.1f} (floor {floor_slope:.2f} s per GB); "
+            f"peak RSS {rss_slope * 1024:+.1f} MiB per GB"
+        )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--work", type=Path, required=True, help="folder for stand-ins, outputs and the cache")
-    parser.add_argument("--recipe", action="append", choices=sorted(RECIPES), help="run only these (repeatable)")
-    parser.add_argument("--layers", action="append", default=[], metavar="TRIO=N",
-                        help="decoder layers of a trio's stand-ins, e.g. idefics2=16 (default: all)")
-    parser.add_argument("--steps", default="merge,load,eval", help="which of merge,load,eval to run (validate and "
-                                                                      "plan always run)")
+    parser.add_argument(
+        "--work", type=Path, required=True, help="folder for stand-ins, outputs and the cache"
+    )
+    parser.add_argument(
+        "--recipe", action="append", choices=sorted(RECIPES), help="run only these (repeatable)"
+    )
+    parser.add_argument(
+        "--layers",
+        action="append",
+        default=[],
+        metavar="TRIO=N",
+        help="decoder layers of a trio's stand-ins, e.g. idefics2=16 (default: all)",
+    )
+    parser.add_argument(
+        "--steps",
+        default="merge,load,eval",
+        help="which of merge,load,eval to run (validate and plan always run)",
+    )
     parser.add_argument("--max-memory", default="12GiB", help="max_memory for the CPU in the load steps")
     parser.add_argument("--keep-free", type=float, default=10, help="GB of disk to leave free")
-    parser.add_argument("--scaling", default=None, help="depths of the Qwen pair to merge, e.g. 4,7,14,28")
-    parser.add_argument("--inputs", type=Path, default=None,
-                        help="use the stand-ins already in this folder (standins.py --out) and keep them")
+    parser.add_argument(
+        "--scaling",
+        default=None,
+        help="depths of the Qwen pair to merge its recipes (--recipe, "
+        "default the linear one) at, e.g. 4,7,14,28",
+    )
+    parser.add_argument(
+        "--inputs",
+        type=Path,
+        default=None,
+        help="use the stand-ins already in this folder (standins.py --out) and keep them",
+    )
     parser.add_argument("--floor", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor:
@@ -305,7 +404,12 @@ def main() -> int:
         return 0
     args.work.mkdir(parents=True, exist_ok=True)
     if args.scaling:
-        scaling([int(d) for d in args.scaling.split(",")], args.work, args)
+        scaling(
+            [int(d) for d in args.scaling.split(",")],
+            args.recipe or ["qwen2vl-qwen2math-linear"],
+            args.work,
+            args,
+        )
         return 0
     args.layers = {k: int(v) for k, v in (item.split("=") for item in args.layers)}
     args.steps = args.steps.split(",")

@@ -13,15 +13,32 @@ import transformers as T
 from safetensors import safe_open
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-import standins  # noqa: E402
+import standins
 
-SHRINK = {"text": dict(hidden_size=64, intermediate_size=128, num_attention_heads=4, num_key_value_heads=2),
-          "vision": dict(embed_dim=32, depth=1, num_heads=2, hidden_size=64, intermediate_size=64,
-                         num_hidden_layers=1, num_attention_heads=2),
-          "perceiver": dict(hidden_size=64, resampler_depth=1, resampler_n_heads=2, resampler_head_dim=8,
-                            num_key_value_heads=1)}
-ROLES = [(trio, role, folder, standin) for trio, members in standins.TRIOS.items()
-         for role, folder, standin in members]
+SHRINK = {
+    "text": {"hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "vision": {
+        "embed_dim": 32,
+        "depth": 1,
+        "num_heads": 2,
+        "hidden_size": 64,
+        "intermediate_size": 64,
+        "num_hidden_layers": 1,
+        "num_attention_heads": 2,
+    },
+    "perceiver": {
+        "hidden_size": 64,
+        "resampler_depth": 1,
+        "resampler_n_heads": 2,
+        "resampler_head_dim": 8,
+        "num_key_value_heads": 1,
+    },
+}
+ROLES = [
+    (trio, role, folder, standin)
+    for trio, members in standins.TRIOS.items()
+    for role, folder, standin in members
+]
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +52,15 @@ def _stored(path: Path) -> dict[str, tuple[torch.dtype, tuple[int, ...], str]]:
     out = {}
     for file in sorted(path.glob("*.safetensors")):
         with safe_open(file, "pt") as handle:
-            for name in handle.keys():
+            for name in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
                 tensor = handle.get_slice(name)
-                out[name] = (getattr(torch, {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[
-                    tensor.get_dtype()]), tuple(tensor.get_shape()), file.name)
+                out[name] = (
+                    getattr(
+                        torch, {"BF16": "bfloat16", "F16": "float16", "F32": "float32"}[tensor.get_dtype()]
+                    ),
+                    tuple(tensor.get_shape()),
+                    file.name,
+                )
     for file in sorted(path.glob("pytorch_model*.bin")):
         for name, tensor in torch.load(file, weights_only=True, mmap=True).items():
             out[name] = (tensor.dtype, tuple(tensor.shape), file.name)
@@ -56,7 +78,9 @@ def test_layout_matches_the_real_class_and_the_published_sharding(written, trio,
     index = json.loads((path / index_name).read_text())
     assert index["weight_map"] == {name: file for name, (_, _, file) in stored.items()}
     assert index["metadata"]["total_size"] == sum(
-        torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size() for dtype, shape, _ in stored.values())
+        torch.Size(shape).numel() * torch.empty((), dtype=dtype).element_size()
+        for dtype, shape, _ in stored.values()
+    )
     if standin.pickle:
         assert (path / "training_args.bin").is_file() and not list(path.glob("*.safetensors"))
     # the oracle: the real class loads every stored tensor into a parameter of the same shape, none missing
@@ -66,8 +90,9 @@ def test_layout_matches_the_real_class_and_the_published_sharding(written, trio,
     config = json.loads((path / "config.json").read_text())
     text = config.get("text_config", config)
     assert text["num_hidden_layers"] == 2
-    assert model.get_input_embeddings().weight.shape[0] == standin.config.get("text_config", standin.config).get(
-        "vocab_size", standin.config.get("vocab_size"))
+    assert model.get_input_embeddings().weight.shape[0] == standin.config.get(
+        "text_config", standin.config
+    ).get("vocab_size", standin.config.get("vocab_size"))
 
 
 @pytest.mark.parametrize("trio,role,folder,standin", ROLES, ids=[f"{t}-{r}" for t, r, _, _ in ROLES])
@@ -86,8 +111,10 @@ def test_tokenizer_has_the_real_size_and_special_ids(written, trio, role, folder
 
 
 def test_real_ids_of_the_image_tokens():
-    ids = {s.repo: s.vocab.specials for s in (standins.QWEN2_VL, standins.LLAVA_NEXT, standins.IDEFICS2,
-                                              standins.MAMMOTH)}
+    ids = {
+        s.repo: s.vocab.specials
+        for s in (standins.QWEN2_VL, standins.LLAVA_NEXT, standins.IDEFICS2, standins.MAMMOTH)
+    }
     assert ids["Qwen/Qwen2-VL-7B-Instruct"][151655] == "<|image_pad|>"
     assert ids["llava-hf/llama3-llava-next-8b-hf"][128256] == "<image>"
     assert ids["HuggingFaceM4/idefics2-8b"][32000] == "<fake_token_around_image>"
