@@ -8,8 +8,10 @@ import os
 import pickle
 import re
 import struct
+import sys
 import textwrap
 import threading
+import zipfile
 from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +37,11 @@ CONTENT_HASH_LIMIT = 256 * 1024**2
 
 @dataclass(frozen=True)
 class TensorMeta:
-    """Where one tensor lives: file, absolute byte range, dtype and shape."""
+    """Where one tensor lives: file, absolute byte range, dtype and shape.
+
+    `stride` is set only for a pickle tensor saved as a non-contiguous view: its elements then lie at
+    these element strides from `start` (not row-major in [start, stop)).
+    """
 
     name: str
     file: Path
@@ -43,6 +49,7 @@ class TensorMeta:
     shape: tuple[int, ...]
     start: int
     stop: int
+    stride: tuple[int, ...] | None = None
 
     @property
     def nbytes(self) -> int:
@@ -60,7 +67,7 @@ class Checkpoint:
     tensors: dict[str, TensorMeta]
     hub_identity: dict[str, Any] | None
     pickle_files: tuple[Path, ...] = ()
-    _handles: dict[Path, Any] = field(default_factory=dict, repr=False)
+    _handles: dict[Path, int] = field(default_factory=dict, repr=False)
     _memory: dict[str, torch.Tensor] = field(default_factory=dict, repr=False)
     _lock: Any = field(default_factory=threading.Lock, repr=False)  # reads come from several threads
 
@@ -94,38 +101,39 @@ class Checkpoint:
     def read(self, name: str) -> torch.Tensor:
         """Load one whole tensor into memory of its own."""
         meta = self.tensors[name]
-        if self.pickle_files:
-            with self._lock:
-                return self._pickle_shard(meta.file)[name]
+        if meta.stride is not None and name not in self._memory:
+            span = 1 + sum((n - 1) * s for n, s in zip(meta.shape, meta.stride)) if meta.nbytes else 0
+            storage = self._pread(meta, meta.start, torch.empty(span * itemsize(meta.dtype), dtype=torch.uint8))
+            return storage.view(meta.dtype).as_strided(meta.shape, meta.stride).contiguous()
         buffer = torch.empty(meta.nbytes, dtype=torch.uint8)
         return self.read_into(name, 0, buffer).view(meta.dtype).reshape(meta.shape)
 
     def read_into(self, name: str, start: int, buffer: torch.Tensor) -> torch.Tensor:
         """Read elements [start, start + n) of a tensor's flat data into a uint8 `buffer` of n items' bytes.
 
-        Safetensors data is read with pread at the header's offsets rather than memory-mapped, so
-        the process holds only the buffers it asks for, not every page it has touched.
+        Safetensors and pickle data alike are read with pread at the tensor's file offsets rather than
+        memory-mapped, so the process holds only the buffers it asks for, not every page it has touched.
         """
         meta = self.tensors[name]
         size = itemsize(meta.dtype)
-        if name in self._memory:
-            flat = self._memory[name].reshape(-1).view(torch.uint8)
+        if name in self._memory or meta.stride is not None:
+            whole = self._memory.get(name)
+            flat = (self.read(name) if whole is None else whole).reshape(-1).view(torch.uint8)
             buffer.copy_(flat[start * size:start * size + buffer.numel()])
             return buffer
-        if self.pickle_files:
-            with self._lock:
-                flat = self._pickle_shard(meta.file)[name].reshape(-1)[start:start + buffer.numel() // size]
-                buffer.copy_(flat.contiguous().view(torch.uint8))
-            return buffer
+        return self._pread(meta, meta.start + start * size, buffer)
+
+    def _pread(self, meta: TensorMeta, position: int, buffer: torch.Tensor) -> torch.Tensor:
+        """Fill a uint8 `buffer` with the bytes of `meta.file` from `position` on."""
         with self._lock:
             fd = self._handles.get(meta.file)
             if fd is None:
                 fd = self._handles[meta.file] = os.open(meta.file, os.O_RDONLY)
-        view, position = memoryview(buffer.numpy()), meta.start + start * size
+        view = memoryview(buffer.numpy())
         while view.nbytes:
             count = os.preadv(fd, [view], position)
             if count == 0:
-                raise CheckpointError(f"{self.field}.model", f"{meta.file} ended inside tensor {name}",
+                raise CheckpointError(f"{self.field}.model", f"{meta.file} ended inside tensor {meta.name}",
                                       "download the checkpoint again")
             view, position = view[count:], position + count
         return buffer
@@ -158,18 +166,10 @@ class Checkpoint:
         """The same checkpoint (sharing files and memory) under another recipe field name."""
         return replace(self, field=field)
 
-    def _pickle_shard(self, file: Path) -> dict[str, torch.Tensor]:
-        shard = self._handles.get(file)
-        if shard is None:
-            shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
-            self._handles = {file: shard}  # one pickle shard mapped at a time
-        return shard
-
     def close(self) -> None:
-        """Release open files and mapped pickle shards."""
+        """Release open files."""
         for handle in self._handles.values():
-            if isinstance(handle, int):
-                os.close(handle)
+            os.close(handle)
         self._handles.clear()
 
 
@@ -304,10 +304,16 @@ def _index_safetensors(files: list[Path], field: str) -> dict[str, TensorMeta]:
 
 
 def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
+    """Where each tensor of torch zip-format pickle shards lies, found without reading any tensor data.
+
+    The shard's pickle is run by torch's weights-only unpickler onto the meta device, which records each
+    storage's byte offset inside the (uncompressed) zip archive; reads then pread those bytes.
+    """
     tensors: dict[str, TensorMeta] = {}
     for file in files:
         try:
-            shard = torch.load(file, map_location="cpu", mmap=True, weights_only=True)
+            shard = torch.load(file, map_location="meta", weights_only=True)
+            foreign = _foreign_byteorder(file)
         except Exception as exc:
             refused = _refusal(exc)
             if refused:
@@ -317,10 +323,34 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
                                       ) from None
             raise CheckpointError(f"{field}.model", f"{file} could not be read ({type(exc).__name__})",
                                   "download the checkpoint again") from None
+        if foreign:
+            raise CheckpointError(f"{field}.model", f"{file} was saved on a {foreign}-endian machine",
+                                  "convert it to safetensors on such a machine, or use a safetensors copy")
+        size = file.stat().st_size
         for name, tensor in shard.items():
-            tensors[name] = TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), 0,
-                                       tensor.numel() * tensor.element_size())
+            tensors[name] = _pickle_meta(name, file, tensor, size, field)
     return tensors
+
+
+def _pickle_meta(name: str, file: Path, tensor: Any, file_size: int, field: str) -> TensorMeta:
+    """The TensorMeta of one meta-device tensor loaded from a pickle shard (its storage knows its file offset)."""
+    offset = getattr(tensor.untyped_storage(), "_checkpoint_offset", None) if isinstance(tensor, torch.Tensor) \
+        else None
+    if not isinstance(offset, int) or offset < 0 or offset + tensor.untyped_storage().nbytes() > file_size:
+        raise CheckpointError(f"{field}.model", f"{file} could not be read (entry {name!r} is not a tensor "
+                              "stored in the file)", "download the checkpoint again")
+    size = tensor.element_size()
+    start = offset + tensor.storage_offset() * size
+    stride = None if tensor.is_contiguous() else tuple(tensor.stride())
+    return TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), start, start + tensor.numel() * size, stride)
+
+
+def _foreign_byteorder(file: Path) -> str | None:
+    """The byte order a torch zip archive was saved in, when it is not this machine's (None when it is)."""
+    with zipfile.ZipFile(file) as archive:
+        record = next((n for n in archive.namelist() if n.endswith("/byteorder") and n.count("/") == 1), None)
+        order = archive.read(record).decode(errors="replace").strip() if record else sys.byteorder
+    return None if order == sys.byteorder else order[:10]
 
 
 def _refusal(exc: Exception) -> str | None:
