@@ -103,8 +103,9 @@ class Checkpoint:
         meta = self.tensors[name]
         if meta.stride is not None and name not in self._memory:
             span = 1 + sum((n - 1) * s for n, s in zip(meta.shape, meta.stride)) if meta.nbytes else 0
-            storage = self._pread(meta, meta.start, torch.empty(span * itemsize(meta.dtype), dtype=torch.uint8))
-            return storage.view(meta.dtype).as_strided(meta.shape, meta.stride).contiguous()
+            storage = torch.empty(span * itemsize(meta.dtype), dtype=torch.uint8)
+            values = self._pread(meta, meta.start, storage).view(meta.dtype)
+            return values.as_strided(meta.shape, meta.stride).contiguous()
         buffer = torch.empty(meta.nbytes, dtype=torch.uint8)
         return self.read_into(name, 0, buffer).view(meta.dtype).reshape(meta.shape)
 
@@ -326,6 +327,9 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
         if foreign:
             raise CheckpointError(f"{field}.model", f"{file} was saved on a {foreign}-endian machine",
                                   "convert it to safetensors on such a machine, or use a safetensors copy")
+        if not isinstance(shard, dict):
+            raise CheckpointError(f"{field}.model", f"{file} could not be read (it holds no name -> tensor map)",
+                                  "download the checkpoint again")
         size = file.stat().st_size
         for name, tensor in shard.items():
             tensors[name] = _pickle_meta(name, file, tensor, size, field)
@@ -333,16 +337,17 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
 
 
 def _pickle_meta(name: str, file: Path, tensor: Any, file_size: int, field: str) -> TensorMeta:
-    """The TensorMeta of one meta-device tensor loaded from a pickle shard (its storage knows its file offset)."""
-    offset = getattr(tensor.untyped_storage(), "_checkpoint_offset", None) if isinstance(tensor, torch.Tensor) \
-        else None
-    if not isinstance(offset, int) or offset < 0 or offset + tensor.untyped_storage().nbytes() > file_size:
+    """Where one meta-device tensor of a pickle shard lies (torch records its storage's file offset)."""
+    storage = tensor.untyped_storage() if isinstance(tensor, torch.Tensor) else None
+    offset = getattr(storage, "_checkpoint_offset", None)
+    if not isinstance(offset, int) or offset < 0 or offset + storage.nbytes() > file_size:
         raise CheckpointError(f"{field}.model", f"{file} could not be read (entry {name!r} is not a tensor "
                               "stored in the file)", "download the checkpoint again")
     size = tensor.element_size()
     start = offset + tensor.storage_offset() * size
     stride = None if tensor.is_contiguous() else tuple(tensor.stride())
-    return TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), start, start + tensor.numel() * size, stride)
+    stop = start + tensor.numel() * size
+    return TensorMeta(name, file, tensor.dtype, tuple(tensor.shape), start, stop, stride)
 
 
 def _foreign_byteorder(file: Path) -> str | None:
