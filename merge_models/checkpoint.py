@@ -314,7 +314,8 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
     for file in files:
         try:
             shard = torch.load(file, map_location="meta", weights_only=True)
-            foreign = _foreign_byteorder(file)
+            legacy = not zipfile.is_zipfile(file)
+            foreign = None if legacy else _foreign_byteorder(file)
         except Exception as exc:
             refused = _refusal(exc)
             if refused:
@@ -324,6 +325,10 @@ def _index_pickle(files: tuple[Path, ...], field: str) -> dict[str, TensorMeta]:
                                       ) from None
             raise CheckpointError(f"{field}.model", f"{file} could not be read ({type(exc).__name__})",
                                   "download the checkpoint again") from None
+        if legacy:
+            raise CheckpointError(f"{field}.model", f"{file} is in torch's legacy (not zip) format, whose tensors "
+                                  "cannot be read one at a time", "re-save it with torch.save from torch 1.6 "
+                                  "or later, or convert it to safetensors")
         if foreign:
             raise CheckpointError(f"{field}.model", f"{file} was saved on a {foreign}-endian machine",
                                   "convert it to safetensors on such a machine, or use a safetensors copy")

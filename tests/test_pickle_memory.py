@@ -12,6 +12,7 @@ import yaml
 from tiny_checkpoints import TinySizes, build_family, build_pickle_only, linear_recipe
 
 from merge_models.checkpoint import Checkpoint, _index_pickle
+from merge_models.errors import CheckpointError
 
 # Language tensors of about 110 MB in float32, one pickle file: a merge that keeps the pages it read of
 # the shard mapped peaks that much above the same merge from safetensors.
@@ -92,3 +93,12 @@ def test_pickle_tensors_saved_as_views_read_back_exactly(tmp_path):
                 assert torch.equal(got, flat[start:start + count].contiguous().view(torch.uint8)), (name, start)
     finally:
         checkpoint.close()
+
+
+def test_a_legacy_format_pickle_is_refused_in_one_line(tmp_path):
+    file = tmp_path / "pytorch_model.bin"
+    torch.save({"weight": torch.randn(3, 4)}, file, _use_new_zipfile_serialization=False)
+    with pytest.raises(CheckpointError) as refused:
+        _index_pickle((file,), "sources[0]")
+    message = str(refused.value)
+    assert "legacy" in message and "torch.save" in message and "\n" not in message
