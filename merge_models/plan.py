@@ -21,8 +21,15 @@ from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
 from merge_models.portable import portable_name
 from merge_models.recipe import LINEAR_FAMILY, Recipe
 from merge_models.schedule import resolve
-from merge_models.vocab import (RowPairing, describe_differences, has_tokenizer, pair_by_index, pair_by_token,
-                                 row_differences, token_ids)
+from merge_models.vocab import (
+    RowPairing,
+    describe_differences,
+    has_tokenizer,
+    pair_by_index,
+    pair_by_token,
+    row_differences,
+    token_ids,
+)
 
 ENGINE_FORMAT = 1
 VOCAB_TENSORS = ("embed_tokens", "lm_head")
