@@ -21,7 +21,15 @@ from merge_models.methods.registry import LAYER_SWAP, MethodInfo, method_info
 from merge_models.portable import portable_name
 from merge_models.recipe import LINEAR_FAMILY, Recipe
 from merge_models.schedule import resolve
-from merge_models.vocab import RowPairing, has_tokenizer, pair_by_index, pair_by_token, token_ids
+from merge_models.vocab import (
+    RowPairing,
+    describe_differences,
+    has_tokenizer,
+    pair_by_index,
+    pair_by_token,
+    row_differences,
+    token_ids,
+)
 
 ENGINE_FORMAT = 1
 VOCAB_TENSORS = ("embed_tokens", "lm_head")
@@ -140,7 +148,7 @@ def build_plan(recipe: Recipe, opener: Callable[..., Checkpoint] = open_checkpoi
     _check_weight_sums(recipe, tensors)
     used = {t.canonical for t in tensors if t.action == "merge"}
     unused = sum(len(set(canonical_maps[s.field]) - used) for s in sources)
-    notes = setting_warnings(recipe, vlm, others) + vocabulary.warnings
+    notes = setting_warnings(recipe, vlm, others, vocabulary.differences()) + vocabulary.warnings
     plan = MergePlan(recipe, info, vlm, base, sources, tensors, out_dtype, "", num_layers, unused, notes)
     plan.recipe_hash = recipe_hash(recipe, plan)
     for line in notes:
@@ -230,8 +238,10 @@ def _check_config_sizes(checkpoint: Checkpoint) -> None:
                               "restore the config.json that came with these weights")
 
 
-def setting_warnings(recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint]) -> list[str]:
-    """One line per input whose RoPE settings or vocabulary size differ from the VLM's language model."""
+def setting_warnings(recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint],
+                     differences: dict[str, list[tuple[int, str | None, str | None]]] | None = None) -> list[str]:
+    """One line per input whose RoPE settings, vocabulary size or tokens at the same row index (`differences`,
+    per input field: see merge_models.vocab.row_differences) differ from the VLM's language model."""
     models = {"vlm": recipe.vlm.model, "base": recipe.base.model if recipe.base else None,
               **{f"sources[{i}]": s.model for i, s in enumerate(recipe.sources)}}
     lines = []
@@ -244,9 +254,14 @@ def setting_warnings(recipe: Recipe, vlm: Checkpoint, others: list[Checkpoint]) 
         ours = {**reference.rope(), "vocab_size": reference.vocab_size}
         differ = [f"{key} {_show(settings[key])} vs {_show(ours[key])}" for key in settings
                   if settings[key] != ours[key] and not (key == "vocab_size" and None in (settings[key], ours[key]))]
+        rows = (differences or {}).get(other.field)
+        if rows:
+            differ.append(describe_differences(rows))
         if differ:
+            keeps = " and pairs embedding rows by token" if rows else ""
             lines.append(f"{other.field} ({_short(models[other.field])}) differs from the VLM "
-                         f"({_short(models['vlm'])}): {'; '.join(differ)}; the merged model keeps the VLM's settings")
+                         f"({_short(models['vlm'])}): {'; '.join(differ)}; the merged model keeps the VLM's settings"
+                         f"{keeps}")
     return lines
 
 
@@ -356,6 +371,26 @@ class VocabularyPairing:
         self.recipe, self.vlm, self.others = recipe, vlm, others
         self.warnings: list[str] = []
         self._by_token: RowPairing | None = None
+        self._vocabularies: dict[str, dict[str, int]] = {}
+
+    def _vocabulary(self, checkpoint: Checkpoint) -> dict[str, int]:
+        """token string -> id of one input, loaded once."""
+        if checkpoint.field not in self._vocabularies:
+            self._vocabularies[checkpoint.field] = token_ids(checkpoint.path, checkpoint.field,
+                                                             self.recipe.trust_remote_code)
+        return self._vocabularies[checkpoint.field]
+
+    def differences(self) -> dict[str, list[tuple[int, str | None, str | None]]]:
+        """Per other input, the rows whose token differs from the VLM's at the same index. Empty when some input
+        carries no tokenizer or one cannot be loaded: that is an error only where rows are paired (for_tensor)."""
+        if not all(has_tokenizer(c.path) for c in [self.vlm, *self.others]):
+            return {}
+        try:
+            vlm = self._vocabulary(self.vlm)
+            return {c.field: row_differences(vlm, self._vocabulary(c)) for c in self.others}
+        except CheckpointError:
+            logger.debug("merge plan: token rows not compared, a tokenizer could not be loaded", exc_info=True)
+            return {}
 
     def for_tensor(self, vlm_rows: int, limits: dict[str, int]) -> RowPairing:
         """The pairs whose rows exist in a vocabulary tensor of `vlm_rows` rows (`limits`: the others' row counts)."""
@@ -370,9 +405,8 @@ class VocabularyPairing:
                                   "embedding rows cannot be paired with the other inputs' by token",
                                   "add its tokenizer or keep `exclude: [embed_tokens, lm_head]`")
         if self._by_token is None:
-            trust = self.recipe.trust_remote_code
-            vocabularies = {c.field: token_ids(c.path, c.field, trust) for c in self.others}
-            self._by_token = pair_by_token(token_ids(self.vlm.path, self.vlm.field, trust), vocabularies)
+            vocabularies = {c.field: self._vocabulary(c) for c in self.others}
+            self._by_token = pair_by_token(self._vocabulary(self.vlm), vocabularies)
         return self._by_token.within(vlm_rows, limits)
 
 

@@ -4,7 +4,8 @@ The same row index can mean different tokens in a VLM and an LLM tuned from one 
 row 32000 is `<fake_token_around_image>`, MAmmoTH's is `[PAD]`), and a VLM's image-token rows
 sit beside LLM rows that were never trained. So when vocabulary tensors merge, a VLM row is
 paired with the row every other input gives the same token string, through the checkpoints'
-own tokenizers; VLM rows without a partner in every input keep the VLM's values.
+own tokenizers; VLM rows without a partner in every input keep the VLM's values. The plan names
+the rows whose tokens differ at the same index (row_differences) whether or not embeddings merge.
 """
 
 from __future__ import annotations
@@ -76,6 +77,28 @@ def pair_by_token(vlm: dict[str, int], others: dict[str, dict[str, int]]) -> Row
             other_rows[field].append(i)
     return RowPairing(torch.tensor(vlm_rows, dtype=torch.long),
                       {f: torch.tensor(r, dtype=torch.long) for f, r in other_rows.items()}, True)
+
+
+def row_differences(vlm: dict[str, int], other: dict[str, int]) -> list[tuple[int, str | None, str | None]]:
+    """(row, the other's token, the VLM's token) for every row index whose tokens differ (None: no token there),
+    in ascending order."""
+    ours = {index: token for token, index in vlm.items()}
+    theirs = {index: token for token, index in other.items()}
+    return [(row, theirs.get(row), ours.get(row)) for row in sorted(ours.keys() | theirs.keys())
+            if theirs.get(row) != ours.get(row)]
+
+
+def describe_differences(differences: list[tuple[int, str | None, str | None]], shown: int = 3) -> str:
+    """One clause: how many rows differ and the first `shown`, each as `row theirs vs ours` (their span too
+    when some are left out)."""
+    def token(value: str | None) -> str:
+        return "none" if value is None else repr(value)
+
+    items = [f"{row} {token(theirs)} vs {token(ours)}" for row, theirs, ours in differences[:shown]]
+    more = len(differences) - shown
+    span = f" ({differences[0][0]}-{differences[-1][0]})" if more > 0 else ""
+    count = "1 token row differs" if len(differences) == 1 else f"{len(differences)} token rows differ"
+    return f"{count} at the same index{span}: {', '.join(items)}" + (f" and {more} more" if more > 0 else "")
 
 
 def pair_by_index(rows: int, fields: list[str]) -> RowPairing:

@@ -24,6 +24,7 @@ from merge_models.language_config import language_config
 from merge_models.methods import selection
 from merge_models.plan import build_plan, plan_totals
 from merge_models.recipe import parse_recipe
+from merge_models.vocab import describe_differences, row_differences
 
 
 @pytest.fixture(scope="module")
@@ -295,3 +296,26 @@ def test_fixtures_have_the_published_layouts(tiny_family):
     assert {k.split(".layers.")[0] for k in llava if ".layers." in k} >= {
         "language_model.model", "vision_tower.vision_model.encoder"}
     assert "language_model.lm_head.weight" in llava and "image_newline" in llava
+
+
+def test_token_rows_are_compared_by_index_both_ways():
+    """Rows differ where either side holds another token or none; identical vocabularies differ nowhere."""
+    vlm = {"<s>": 0, "a": 1, "<image>": 2}
+    assert row_differences(vlm, dict(vlm)) == []
+    differences = row_differences(vlm, {"<s>": 0, "b": 1})
+    assert differences == [(1, "b", "a"), (2, None, "<image>")]
+    assert describe_differences(differences, shown=1) == "2 token rows differ at the same index (1-2): 1 'b' vs 'a' and 1 more"
+    assert describe_differences(differences[1:]) == "1 token row differs at the same index: 2 none vs '<image>'"
+
+
+def test_an_unreadable_tokenizer_stops_only_a_merge_that_pairs_rows(tiny_family, tmp_path):
+    """The token-row comparison is a warning: a source whose tokenizer cannot load still plans with the default
+    exclude (nothing compared, nothing paired), and is refused with a one-line error when embeddings merge."""
+    family = tiny_family("qwen2_vl")
+    broken = tmp_path / "broken"
+    shutil.copytree(family.reasoning, broken)
+    (broken / "tokenizer.json").write_text("{not json")
+    plan = build_plan(parse_recipe(linear_recipe(family.vlm, broken)))
+    assert not any("token row" in line for line in plan.warnings)
+    with pytest.raises(CheckpointError, match="tokenizer could not be loaded"):
+        build_plan(parse_recipe(linear_recipe(family.vlm, broken, exclude=[])))

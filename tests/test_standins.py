@@ -4,6 +4,7 @@ real transformers classes expect of the published checkpoints."""
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 
@@ -135,3 +136,66 @@ def test_full_size_configs_resolve_to_the_published_sizes():
 
 
 ROLES_FULL = [(t, r, s) for t, r, _, s in ROLES]
+
+
+def _recipe(paths: dict[str, Path], folder: Path, **extra) -> Path:
+    """A linear recipe (0.9 VLM, 0.1 source) over written stand-ins, as a YAML file for the CLI."""
+    recipe = {
+        "vlm": {"model": str(paths["vlm"]), "weight": 0.9},
+        "sources": [{"model": str(paths["source"]), "weight": 0.1}],
+        "method": "linear",
+        "allow_pickle": True,
+        **extra,
+    }
+    path = folder / "recipe.yaml"
+    path.write_text(json.dumps(recipe))  # JSON is YAML
+    return path
+
+
+@pytest.mark.parametrize("embeddings", ["excluded", "merged"])
+def test_plan_and_validate_name_the_rows_whose_tokens_differ_at_one_index(
+    written, run_cli, tmp_path, caplog, embeddings
+):
+    """Idefics2-8b's row 32000 is <fake_token_around_image>, MAmmoTH-7B-Mistral's is [PAD]: one warning line names
+    that row and both tokens (merging rows by index would mix them), whether or not the embeddings merge."""
+    extra = {"exclude": [], "shared_vocab_rows": True} if embeddings == "merged" else {}
+    recipe = _recipe(written["idefics2"], tmp_path, **extra)
+    for command in ("plan", "validate"):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="merged_vlm"):
+            code, _, err = run_cli(command, recipe)
+        assert code == 0, err
+        lines = [r.getMessage() for r in caplog.records if "sources[0]" in r.getMessage()]
+        assert len(lines) == 1 and "\n" not in lines[0], lines
+        assert (
+            "3 token rows differ at the same index: 32000 '[PAD]' vs '<fake_token_around_image>', "
+            "32001 none vs '<image>', 32002 none vs '<end_of_utterance>'" in lines[0]
+        )
+
+
+def test_plan_names_qwen2_vls_vision_token_rows_qwen2_math_lacks(written, tmp_path):
+    """Qwen2-VL's rows 151646-151656 hold vision tokens; Qwen2-Math (and Qwen2-7B) has no token there."""
+    from merge_models.plan import build_plan
+    from merge_models.recipe import parse_recipe
+
+    paths = written["qwen2vl"]
+    plan = build_plan(
+        parse_recipe(
+            {
+                "vlm": str(paths["vlm"]),
+                "base": str(paths["base"]),
+                "sources": [{"model": str(paths["source"]), "weight": 0.5}],
+                "method": "dare_ties",
+                "density": 0.5,
+            }
+        )
+    )
+    for field in ("base", "sources[0]"):
+        (line,) = [line for line in plan.warnings if line.startswith(field)]
+        assert (
+            "11 token rows differ at the same index (151646-151656): 151646 none vs '<|object_ref_start|>'"
+            in line
+        )
+    assert "rope_theta 10000 vs 1e+06" in next(
+        line for line in plan.warnings if line.startswith("sources[0]")
+    )
