@@ -60,8 +60,8 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True, device:
     """
     layout = shard_layout(plan)
     metadata = {"merged_vlm_recipe_hash": plan.recipe_hash}
-    writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata)
-               for file, entries in layout.items()}
+    writers = {file: ShardWriter(out_dir / file, [(e.name, e.out_dtype, e.shape) for e in entries], metadata,
+                                 digest=True) for file, entries in layout.items()}
     file_of = {e.name: file for file, entries in layout.items() for e in entries}
     buffers = ChunkBuffers(device)
     ring = HostRing(WRITE_QUEUE + 2, pinned=buffers.accelerated)
@@ -95,7 +95,7 @@ def write_checkpoint(plan: MergePlan, out_dir: Path, quiet: bool = True, device:
         (out_dir / INDEX).write_text(json.dumps(index, indent=2))
     _copy_support_files(plan, out_dir)
     write_descriptions(plan, out_dir)
-    manifest = {**plan.record(), "versions": versions(), "created": _now(), "files": file_digests(out_dir, layout)}
+    manifest = {**plan.record(), "versions": versions(), "created": _now(), "files": file_digests(out_dir, writers)}
     (out_dir / MANIFEST).write_text(json.dumps(manifest, indent=2))
 
 
@@ -146,14 +146,14 @@ def _set_dtype(config: dict[str, Any], name: str) -> None:
         config["dtype"] = name
 
 
-def file_digests(out_dir: Path, layout: dict[str, list[TensorPlan]]) -> dict[str, dict[str, Any]]:
-    """Size, header hash and content digest of every shard: what cache verification checks on each reuse."""
+def file_digests(out_dir: Path, writers: dict[str, ShardWriter]) -> dict[str, dict[str, Any]]:
+    """Size, header hash and content digest (taken as it was written) of every closed shard: what
+    cache verification checks on each reuse."""
     out = {}
-    for file in layout:
+    for file, writer in writers.items():
         path = out_dir / file
         _, _, header = read_header(path)
-        out[file] = {"size": path.stat().st_size, "header_sha256": _header_sha256(header),
-                     ALGORITHM: content_digest(path)}
+        out[file] = {"size": path.stat().st_size, "header_sha256": _header_sha256(header), ALGORITHM: writer.digest}
     return out
 
 

@@ -3,7 +3,9 @@
 The `safetensors` library writes a file from a complete dict of tensors, which would hold a
 whole shard in memory. Knowing every name, dtype and shape from the merge plan, we write the
 header first and then each tensor's bytes at its offset, so memory stays at one tensor.
-The files are read back with the `safetensors` library itself.
+The files are read back with the `safetensors` library itself. With `digest`, the writer hashes the
+bytes it writes in file order as they pass (xxh3-128), so a shard's content digest costs no re-read
+of the file unless its tensors were written out of order (then the rest is read back at close).
 """
 
 from __future__ import annotations
@@ -15,7 +17,10 @@ from pathlib import Path
 
 import torch
 
+import xxhash
+
 from merge_models.checkpoint import itemsize
+from merge_models.content_digest import READ_BYTES, content_digest
 from merge_models.safetensors_header import SAFETENSORS_NAMES
 
 
@@ -31,7 +36,7 @@ class ShardWriter:
     """Writes one safetensors file; `entries` fixes the order and sizes of its tensors."""
 
     def __init__(self, path: Path, entries: list[tuple[str, torch.dtype, tuple[int, ...]]],
-                 metadata: dict[str, str] | None = None) -> None:
+                 metadata: dict[str, str] | None = None, digest: bool = False) -> None:
         header: dict[str, object] = {"__metadata__": {"format": "pt", **(metadata or {})}}
         self.offsets: dict[str, tuple[int, int]] = {}
         cursor = 0
@@ -51,7 +56,10 @@ class ShardWriter:
         self.path = path
         self.unwritten = dict((name, stop - start) for name, (start, stop) in self.offsets.items())
         self.fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.pwrite(self.fd, struct.pack("<Q", len(blob)) + blob, 0)
+        self._hasher = xxhash.xxh3_128() if digest else None
+        self._hashed = 0  # the bytes before this position have been hashed, in order
+        self.digest: str | None = None  # set by close() when hashing
+        self._write_at(memoryview(struct.pack("<Q", len(blob)) + blob), 0)
         # the file grows as tensors are written, in order (a file truncated to its size first is slower to fill)
 
     def write(self, name: str, data: memoryview, offset: int = 0) -> None:
@@ -59,19 +67,34 @@ class ShardWriter:
         start, stop = self.offsets[name]
         if offset < 0 or offset + data.nbytes > stop - start:
             raise ValueError(f"{name}: bytes {offset}..{offset + data.nbytes} lie outside its {stop - start}")
-        position = self.data_start + start + offset
-        view = data.cast("B")
+        self._write_at(data.cast("B"), self.data_start + start + offset)
+        self.unwritten[name] -= data.nbytes
+
+    def _write_at(self, view: memoryview, position: int) -> None:
+        if self._hasher is not None and position == self._hashed:
+            self._hasher.update(view)
+            self._hashed += view.nbytes
         while view.nbytes:
             written = os.pwrite(self.fd, view, position)
             view, position = view[written:], position + written
-        self.unwritten[name] -= data.nbytes
 
     def copy_range(self, name: str, source: Path, source_start: int) -> None:
-        """Copy a tensor's bytes straight from another file (same dtype), in the kernel where possible."""
+        """Copy a tensor's bytes straight from another file (same dtype): through a buffer when they are
+        next to be hashed, else in the kernel where possible."""
         start, stop = self.offsets[name]
         remaining, src_pos, dst_pos = stop - start, source_start, self.data_start + start
         with open(source, "rb") as handle:
             src_fd = handle.fileno()
+            if self._hasher is not None and dst_pos == self._hashed:
+                buffer = bytearray(min(remaining, READ_BYTES))
+                while remaining:
+                    count = os.preadv(src_fd, [memoryview(buffer)[:min(remaining, len(buffer))]], src_pos)
+                    if count == 0:
+                        raise OSError(f"{source} ended before tensor {name} was copied")
+                    self._write_at(memoryview(buffer)[:count], dst_pos)
+                    remaining, src_pos, dst_pos = remaining - count, src_pos + count, dst_pos + count
+                self.unwritten[name] = 0
+                return
             while remaining:
                 try:
                     moved = os.copy_file_range(src_fd, self.fd, remaining, src_pos, dst_pos)
@@ -83,9 +106,11 @@ class ShardWriter:
         self.unwritten[name] = 0
 
     def close(self) -> None:
-        """Close the file; raises if any tensor of the layout was never written."""
+        """Close the file (and set `digest` when hashing); raises if any tensor of the layout was never written."""
         os.ftruncate(self.fd, self.size)  # already its size when every tensor was written
         os.close(self.fd)
         missing = sorted(name for name, left in self.unwritten.items() if left)
         if missing:
             raise RuntimeError(f"{self.path.name}: tensors not fully written: {missing[:3]}")
+        if self._hasher is not None:
+            self.digest = content_digest(self.path, self._hashed, self._hasher)
