@@ -19,7 +19,7 @@ ALGORITHM = "xxh3_128"
 READ_BYTES = 16 * 2**20
 
 
-def content_digest(path: Path, start: int = 0, digest: "xxhash.xxh3_128 | None" = None) -> str:
+def content_digest(path: Path, start: int = 0, digest: xxhash.xxh3_128 | None = None) -> str:
     """The xxh3-128 digest (hex) of a file's bytes from `start` on, continuing `digest` when given
     (it must then have hashed the bytes before `start`). Memory stays at one READ_BYTES buffer."""
     digest = digest or xxhash.xxh3_128()

@@ -16,7 +16,6 @@ import struct
 from pathlib import Path
 
 import torch
-
 import xxhash
 
 from merge_models.checkpoint import itemsize
