@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 from collections import deque
+from concurrent.futures import Future
 from typing import Callable, Iterator
 
 import torch
@@ -44,7 +45,7 @@ def merged_chunks(plan: MergePlan, entry: TensorPlan, buffers: ChunkBuffers,
     """(first element, values in the output dtype) covering a merged tensor's flat data, a block of
     tiles at a time (in order, unless vocabulary rows are paired: then each block's stretches of
     consecutive VLM rows, and after them the VLM's rows that kept its values). Values go into
-    `output(count, dtype)` (default: a buffer on the merge device reused for every block), so each
+    `output(count, dtype)` (default: two buffers on the merge device, used in turn), so each
     item is only valid until the next is taken.
 
     On the CPU, tiles that the method may combine in any order are combined two at a time, on two
@@ -84,30 +85,47 @@ def _refuse_vanished(plan: MergePlan, stream: TensorStream) -> None:
 
 def _combined_blocks(method, entry: TensorPlan, stream: TensorStream, state, output, workers: int
                      ) -> Iterator[tuple[int, torch.Tensor]]:
-    """The stream's tiles combined into blocks of output, `workers` tiles at a time."""
+    """The stream's tiles combined into blocks of output, in order, `workers` tiles at a time.
+
+    Tiles in flight may belong to two blocks: a block is handed on once the next one has begun, so
+    a method whose blocks are single tiles (DARE's) still combines two at once. `output` must
+    therefore give each of two consecutive blocks its own memory.
+    """
 
     def combine(index: int, inputs: list[torch.Tensor], base: torch.Tensor | None, into: torch.Tensor) -> None:
         into.copy_(method.combine(inputs, base, entry.params, state, index).reshape(-1))  # to the output dtype
 
     pool = shared_pool("combine", CPU_WORKERS) if workers > 1 else None
-    pending: deque = deque()
+    pending: deque[Future] = deque()
+    filled: deque[tuple[int, torch.Tensor, list[Future]]] = deque()  # blocks whose tiles are all submitted
+
+    def finished(keep: int) -> Iterator[tuple[int, torch.Tensor]]:
+        while len(filled) > keep:
+            block_start, block, futures = filled.popleft()
+            for future in futures:
+                future.result()
+            yield block_start, block
+
     try:
-        block, block_start = None, 0
+        block, block_start, futures = None, 0, []
         for index, start, inputs, base in stream.chunks():
             if block is None:
-                block, block_start = output(min(stream.block, stream.numel - start), entry.out_dtype), start
+                yield from finished(keep=1)  # the latest block may still be combining; earlier ones are done
+                block, block_start, futures = output(min(stream.block, stream.numel - start), entry.out_dtype), start, []
             into = block[start - block_start:start - block_start + inputs[0].numel()]
             if pool is None:
                 combine(index, inputs, base, into)
             else:
-                pending.append(pool.submit(combine, index, inputs, base, into))  # its scratch: per thread
+                futures.append(pool.submit(combine, index, inputs, base, into))  # its scratch: per thread
+                pending.append(futures[-1])
                 while len(pending) >= workers:  # the oldest tile's buffers are decoded into next
                     pending.popleft().result()
             if start - block_start + inputs[0].numel() == block.numel():
-                while pending:
-                    pending.popleft().result()
-                yield block_start, block
+                filled.append((block_start, block, futures))
                 block = None
+                if pool is None:
+                    yield from finished(keep=0)
+        yield from finished(keep=0)
     finally:
         for future in pending:  # the stream's buffers outlive no tile that is still being combined
             future.result()

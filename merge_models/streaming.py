@@ -50,9 +50,10 @@ class ChunkBuffers:
     input and reading set, page-locked for an accelerator) and float32 buffers on the merge device."""
 
     def __init__(self, device: torch.device | str = "cpu") -> None:
-        self._output = torch.empty(0, dtype=torch.uint8, device=device)
+        self._outputs = [torch.empty(0, dtype=torch.uint8, device=device) for _ in range(2)]
+        self._turn = 0
         # As tensors name it ("cuda" becomes "cuda:N"), so it compares equal to where tensors made on it live.
-        self.device = self._output.device
+        self.device = self._outputs[0].device
         self.accelerated = self.device.type != "cpu"
         self._raw: dict[tuple[int, int], torch.Tensor] = {}
         self._staged: dict[int, torch.Tensor] = {}
@@ -75,11 +76,13 @@ class ChunkBuffers:
         return buffer[:nbytes]
 
     def output(self, count: int, dtype: torch.dtype) -> torch.Tensor:
-        """A buffer of `count` elements of `dtype` on the merge device for merged values."""
+        """A buffer of `count` elements of `dtype` on the merge device for merged values: two in turn, so
+        a block stays valid while the next one is merged."""
         nbytes = count * itemsize(dtype)
-        if self._output.numel() < nbytes:
-            self._output = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
-        return self._output[:nbytes].view(dtype)
+        self._turn ^= 1
+        if self._outputs[self._turn].numel() < nbytes:
+            self._outputs[self._turn] = torch.empty(nbytes, dtype=torch.uint8, device=self.device)
+        return self._outputs[self._turn][:nbytes].view(dtype)
 
     def held(self, slot: int, count: int) -> torch.Tensor:
         """A float32 buffer of `count` elements on the merge device holding one input of a whole tensor."""

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from merge_models.methods import selection
 from merge_models.methods.native import TaskVectorMethod, TensorParams
 from merge_models.methods.selection import select_magnitudes
 from merge_models.methods.sparsify import RankCut, topk_start
+from merge_models.streaming import CHUNK_ELEMENTS
 from merge_models.plan import build_plan
 from merge_models.recipe import parse_recipe
 
@@ -225,3 +228,81 @@ def test_ties_trimming_keeps_exactly_k_largest():
     kept = streamed_keep(magnitude, topk_start(10_001, 0.2), 1000, None).bool()
     assert int(kept.sum()) == 2000
     assert magnitude[kept].min() >= magnitude[~kept].max()
+
+
+def _adversarial_tiles(n: int, inputs: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """Input and base tiles where task vectors are zero, negative zero, cancel out exactly (a vote of
+    0), overflow to infinity when summed, or are ordinary."""
+    generator = torch.Generator().manual_seed(23)
+    base = torch.randn(n, generator=generator)
+    tiles = [base + torch.randn(n, generator=generator) for _ in range(inputs)]
+    quarter = n // 4
+    tiles[0][:quarter] = base[:quarter]  # a zero task vector
+    tiles[1][quarter:2 * quarter] = 2 * base[quarter:2 * quarter] - tiles[0][quarter:2 * quarter]  # votes of 0
+    base[2 * quarter:2 * quarter + 7] = -0.0
+    tiles[-1][2 * quarter:2 * quarter + 7] = 0.0
+    tiles[0][-5:], tiles[-1][-5:] = 3e38, 3e38  # sums beyond float32's range
+    return tiles, base
+
+
+@pytest.mark.parametrize("sparsify", [None, "dare"])
+def test_compiled_task_vector_loops_give_the_torch_operations_bits(sparsify, monkeypatch):
+    """On the CPU, TIES-family tiles go through fused compiled loops; accelerators run the torch
+    operations. Both must give the same bits for every option the loops cover."""
+    from merge_models.methods import native
+
+    n = 40_003
+    cases = []
+    for elect in (True, False):
+        for election in ("weighted_sum", "unweighted_sum"):
+            for mean in ("weights", "count", "none", None):
+                for rescale in ("none", "inverse_density", "l1"):
+                    cases.append((elect, election, mean, rescale, bool(len(cases) % 2), 1.0 if len(cases) % 3 else 0.7))
+    for elect, election, mean, rescale, normalize, lam in cases:
+        for weights, densities in (((1.0, 0.2), (0.2, 0.2)), ((0.7, -0.5, 1.0), (1.0, 0.3, 0.5))):
+            method = TaskVectorMethod(sparsify, elect)
+            params = TensorParams(weights=weights, densities=densities, lam=lam, normalize=normalize, rescale=rescale,
+                                  gamma=0.0, seed=3, name="layers.0.mlp.up_proj.weight", sign_election=election,
+                                  disjoint_mean=mean)
+            state = [1.7, 0.9, 1.1][:len(weights)] if sparsify == "dare" and rescale == "l1" else None
+            results = []
+            for compiled in (True, False):
+                monkeypatch.setattr(native, "_uses_compiled_loops", lambda base, rounding, on=compiled: on)
+                tiles, base = _adversarial_tiles(n, len(weights))
+                results.append(method.combine(tiles, base, params, state, 5).clone())
+            assert torch.equal(results[0].view(torch.int32), results[1].view(torch.int32)), (
+                elect, election, mean, rescale, normalize, lam, weights)
+
+
+def test_dare_blocks_are_combined_two_at_once(tmp_path, monkeypatch):
+    """DARE's blocks are single tiles (its masks are seeded per block). The next block is combined while
+    the last one is handed on, so both CPU workers run, as they do for every other method."""
+    from tiny_checkpoints import TinySizes, build_family
+
+    from merge_models.methods import native
+
+    sizes = TinySizes(hidden=128, layers=1, heads=4, kv_heads=2, intermediate=3 * CHUNK_ELEMENTS // 128 + 8)
+    family = build_family("qwen2_vl", tmp_path / "trio", sizes=sizes)
+    recipe = {"vlm": {"model": str(family.vlm), "weight": 1.0}, "base": str(family.base), "method": "dare_ties",
+              "sources": [{"model": str(family.reasoning), "weight": 0.7, "density": 0.4}], "seed": 3}
+    plan = build_plan(parse_recipe(recipe))
+    unwatched = merge_state_dict(plan)
+    running, most = [0], [0]
+    lock = threading.Lock()
+    combine = native.TaskVectorMethod.combine
+
+    def watched(self, *args):
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        time.sleep(0.05)  # long enough for a second tile to be submitted meanwhile
+        try:
+            return combine(self, *args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(native.TaskVectorMethod, "combine", watched)
+    watched_merge = merge_state_dict(plan)
+    assert most[0] == 2
+    assert all(torch.equal(unwatched[k], watched_merge[k]) for k in unwatched)

@@ -13,8 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Iterator, Mapping, Protocol
 
+import numpy as np
 import torch
 
+from merge_models.methods import cpu_kernels
 from merge_models.methods.selection import select_magnitudes
 from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, topk_start
 from merge_models.runtime import scratch
@@ -153,7 +155,11 @@ class TaskVectorMethod:
         # The weights apply before the vote when it is a weighted sum (mergekit), after it otherwise.
         weigh_first = not self.elect_signs or p.sign_election == "weighted_sum"
         deltas = inputs
+        compiled = _uses_compiled_loops(base, rounding)
         for i, (delta, weight) in enumerate(zip(deltas, p.weights)):
+            if compiled and self.sparsify in (None, "dare"):
+                self._fused_task_vector(delta, base, i, p, state, chunk, weight if weigh_first else 1.0)
+                continue
             delta.sub_(base)
             if rounding is not None and not round_after:
                 _round(delta, rounding)
@@ -162,6 +168,8 @@ class TaskVectorMethod:
                 _round(delta, rounding)
             if weigh_first and weight != 1.0:  # x * 1 == x exactly
                 delta.mul_(weight)
+        if self.elect_signs and compiled and p.sign_election != "count":
+            return _fused_elect_sum(deltas, base, p, weighted=weigh_first)
         if self.elect_signs:
             mixed = _disjoint_sum(deltas, p, weighted=weigh_first)
         else:
@@ -189,6 +197,20 @@ class TaskVectorMethod:
                 delta.div_(p.densities[i])
             elif p.rescale == "l1":
                 delta.mul_(state[i])
+
+    def _fused_task_vector(self, x: torch.Tensor, base: torch.Tensor, i: int, p: TensorParams, state: Any,
+                           chunk: int, weight: float) -> None:
+        """`_sparsify_row` of x - base, then weighted by `weight`, in place, in one compiled loop (CPU, no
+        rounding, sparsify None or "dare"): the same operations in the same order, so the same bits."""
+        masked = self.sparsify == "dare" and p.densities[i] < 1
+        draws = base
+        if masked:  # the Bernoulli draws dare_keep compares, from the same generator
+            generator = torch.Generator().manual_seed(chunk_seed(p.seed, p.name, i, chunk))
+            draws = torch.rand(x.shape, generator=generator, out=scratch("keep", x))
+        divisor = p.densities[i] if masked and p.rescale == "inverse_density" else 1.0
+        factor = state[i] if masked and p.rescale == "l1" else 1.0
+        cpu_kernels.task_vector(x.view(-1).numpy(), base.view(-1).numpy(), masked, draws.view(-1).numpy(),
+                                np.float32(p.densities[i]), np.float32(divisor), np.float32(factor), np.float32(weight))
 
     def _magnitude_cuts(self, source: ChunkSource, p: TensorParams) -> list[tuple[RankCut, RankCut | None]]:
         n = source.numel
@@ -253,6 +275,22 @@ def _disjoint_sum(deltas: list[torch.Tensor], p: TensorParams, weighted: bool) -
     if divisor is not None:  # no agreeing input: divide by 1
         mixed.div_(divisor.add_(torch.eq(divisor, 0, out=agree)))
     return mixed
+
+
+def _uses_compiled_loops(base: torch.Tensor, rounding: torch.dtype | None) -> bool:
+    """Whether a tile is combined with cpu_kernels' fused loops (on the CPU, without rounding) rather than
+    torch operations, one pass each (elsewhere; and their test oracle)."""
+    return base.device.type == "cpu" and rounding is None
+
+
+def _fused_elect_sum(deltas: list[torch.Tensor], base: torch.Tensor, p: TensorParams, weighted: bool) -> torch.Tensor:
+    """lambda * _disjoint_sum(deltas) + base in one compiled loop on the CPU (sign elected from a sum)."""
+    mean = p.disjoint_mean or ("weights" if p.normalize else "none")
+    alphas = np.array(p.weights if mean == "weights" else [1.0] * len(deltas), dtype=np.float32)
+    out = scratch("vote", deltas[0])
+    cpu_kernels.elect_sum(tuple(d.view(-1).numpy() for d in deltas), np.array(p.weights, dtype=np.float32), weighted,
+                          alphas, mean != "none", np.float32(p.lam), base.view(-1).numpy(), out.view(-1).numpy())
+    return out
 
 
 def _round(tensor: torch.Tensor, dtype: torch.dtype) -> None:
