@@ -8,7 +8,10 @@ For each recipe, on its trio of stand-ins (written first, deleted after the trio
      transformers loads) and `cache=true` (merged into the cache, then loaded), both with
      `device_map=auto` and `max_memory` (--max-memory);
   4. one lmms-eval document end to end (`--limit 1`, the probe's synthetic image, 4 new tokens).
-Every step is its own process: wall time and peak RSS (os.wait4) per step; a table at the end.
+Every step is its own process: wall time and peak RSS (os.wait4) per step; a table at the end. The
+inputs' pages are evicted from the page cache before the floor and before the merge, so both read
+from the disk (the floor otherwise depends on what ran before it: 36.7 s and 60.5 s were seen for the
+same DARE floor).
 
     python benchmarks/full_size.py --work DIR                      # every recipe, full depth
     python benchmarks/full_size.py --work DIR --recipe qwen2vl-qwen2math-linear --layers 14
@@ -71,6 +74,20 @@ def measure(command: list[str], log: Path, env: dict[str, str] | None = None) ->
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
         _, status, usage = os.wait4(process.pid, 0)
     return time.perf_counter() - start, usage.ru_maxrss * 1024, os.waitstatus_to_exitcode(status)
+
+
+def evict_page_cache(folders: list[Path]) -> None:
+    """Drop the clean cached pages of every file in `folders` (posix_fadvise DONTNEED; no privileges needed),
+    so the next step reads them from the disk whatever ran before it."""
+    os.sync()
+    for folder in folders:
+        for file in folder.rglob("*"):
+            if file.is_file():
+                fd = os.open(file, os.O_RDONLY)
+                try:
+                    os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                finally:
+                    os.close(fd)
 
 
 def local_recipe(name: str, dirs: dict[str, Path], work: Path) -> Path:
@@ -201,8 +218,11 @@ def run_recipe(name: str, dirs: dict[str, Path], work: Path, args: argparse.Name
     step("plan", cli + ["plan", str(recipe)], warnings)
     out, floor_out = work / "merged", work / "floor"
     if "merge" in args.steps:
+        inputs = [path for path in dirs.values() if path.is_dir()]
+        evict_page_cache(inputs)  # both start cold, as a first merge after a download does
         step("floor", [python, __file__, "--floor", str(recipe), "--work", str(floor_out)])
         shutil.rmtree(floor_out, ignore_errors=True)
+        evict_page_cache(inputs)
         step("merge (to disk)", cli + ["merge", str(recipe), "--out", str(out), "--force", "-q"])
         shutil.rmtree(out, ignore_errors=True)
     memory = json.dumps({"cpu": args.max_memory})
