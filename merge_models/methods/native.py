@@ -18,7 +18,7 @@ import torch
 
 from merge_models.methods import cpu_kernels
 from merge_models.methods.selection import select_magnitudes
-from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_keep, topk_start
+from merge_models.methods.sparsify import RankCut, band_ranks, chunk_seed, dare_draws, dare_keep, topk_start
 from merge_models.runtime import scratch
 
 Chunks = Iterator[tuple[int, int, list[torch.Tensor], "torch.Tensor | None"]]
@@ -204,9 +204,8 @@ class TaskVectorMethod:
         rounding, sparsify None or "dare"): the same operations in the same order, so the same bits."""
         masked = self.sparsify == "dare" and p.densities[i] < 1
         draws = base
-        if masked:  # the Bernoulli draws dare_keep compares, from the same generator
-            generator = torch.Generator().manual_seed(chunk_seed(p.seed, p.name, i, chunk))
-            draws = torch.rand(x.shape, generator=generator, out=scratch("keep", x))
+        if masked:  # the draws dare_keep compares
+            draws = dare_draws(x.shape, chunk_seed(p.seed, p.name, i, chunk), scratch("keep", x))
         divisor = p.densities[i] if masked and p.rescale == "inverse_density" else 1.0
         factor = state[i] if masked and p.rescale == "l1" else 1.0
         cpu_kernels.task_vector(x.view(-1).numpy(), base.view(-1).numpy(), masked, draws.view(-1).numpy(),

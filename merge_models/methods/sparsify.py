@@ -88,11 +88,16 @@ def chunk_seed(seed: int, tensor_name: str, input_index: int, chunk_index: int) 
     return int.from_bytes(digest[:8], "little") >> 1
 
 
+def dare_draws(shape: torch.Size, seed: int, out: torch.Tensor | None = None) -> torch.Tensor:
+    """The uniform [0, 1) draws behind one block's DARE mask (kept where a draw < density), on the CPU
+    (into `out` when given): a function of `seed` and the shape alone."""
+    return torch.rand(shape, generator=torch.Generator().manual_seed(seed), out=out)
+
+
 def dare_keep(shape: torch.Size, density: float, seed: int, out: torch.Tensor) -> torch.Tensor:
     """DARE's Bernoulli(density) keep mask for one block as 1.0/0.0, written into `out` (any device).
 
     Drawn on the CPU whatever the device, so it is a function of `seed` and the shape alone.
     """
-    generator = torch.Generator().manual_seed(seed)
-    draws = torch.rand(shape, generator=generator, out=out if out.device.type == "cpu" else None)
+    draws = dare_draws(shape, seed, out if out.device.type == "cpu" else None)
     return out.copy_(torch.lt(draws, density, out=draws), non_blocking=True)
