@@ -340,38 +340,20 @@ QWEN2_VL = Standin(
         "top_p": 0.001,
     },
 )
+
+
+def _qwen2_llm(repo: str, rope_theta: float, positions: int) -> Standin:
+    """A Qwen2-7B-shaped causal LM (4 shards) with its RoPE base and context length."""
+    config = dict(QWEN2_TEXT, architectures=["Qwen2ForCausalLM"], model_type="qwen2", eos_token_id=151643,
+                  rope_theta=rope_theta, max_position_embeddings=positions, sliding_window=positions)
+    generation = {"bos_token_id": 151643, "eos_token_id": 151643, "max_new_tokens": 2048}
+    return Standin(repo, config, 4, QWEN2_LLM_VOCAB, generation=generation)
+
+
 # Qwen/Qwen2-Math-7B: same shapes, RoPE base 1e4 and 4096 positions (CHECKPOINTS.md).
-QWEN2_MATH = Standin(
-    "Qwen/Qwen2-Math-7B",
-    dict(
-        QWEN2_TEXT,
-        architectures=["Qwen2ForCausalLM"],
-        model_type="qwen2",
-        eos_token_id=151643,
-        rope_theta=10000.0,
-        max_position_embeddings=4096,
-        sliding_window=4096,
-    ),
-    4,
-    QWEN2_LLM_VOCAB,
-    generation={"bos_token_id": 151643, "eos_token_id": 151643, "max_new_tokens": 2048},
-)
+QWEN2_MATH = _qwen2_llm("Qwen/Qwen2-Math-7B", 10000.0, 4096)
 # Qwen/Qwen2-7B, the pair's shared base: RoPE base 1e6, 131072 positions.
-QWEN2_BASE = Standin(
-    "Qwen/Qwen2-7B",
-    dict(
-        QWEN2_TEXT,
-        architectures=["Qwen2ForCausalLM"],
-        model_type="qwen2",
-        eos_token_id=151643,
-        rope_theta=1000000.0,
-        max_position_embeddings=131072,
-        sliding_window=131072,
-    ),
-    4,
-    QWEN2_LLM_VOCAB,
-    generation={"bos_token_id": 151643, "eos_token_id": 151643, "max_new_tokens": 2048},
-)
+QWEN2_BASE = _qwen2_llm("Qwen/Qwen2-7B", 1000000.0, 131072)
 
 LLAMA3_TEXT = {
     "architectures": ["LlamaForCausalLM"],
