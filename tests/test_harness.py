@@ -178,9 +178,11 @@ def test_data_parallel_merges_once(world, tmp_path):
                "-m", "harness_ext.lmms_eval_cli", "--model", "merged_vlm", "--model_args",
                f"recipe={world['recipe']},quiet=true", "--tasks", "mvlm_probe_perception", "--limit", LIMIT,
                "--output_path", str(tmp_path / "out"), "--log_samples"]
-    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900)
+    # from tmp_path: its --limit run is recorded in ./results/local, which must not be the checkout's
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=900, cwd=tmp_path)
     log = result.stdout + result.stderr
     assert result.returncode == 0, log[-3000:]
+    assert list((tmp_path / "results/local/runs").glob("*.json")), "recorded in the local store of the folder run from"
     assert log.count("(merged into the cache)") == 1 and log.count("(cache hit)") == 1, log[-3000:]
     assert len(_samples(tmp_path / "out")) == int(LIMIT)
 
