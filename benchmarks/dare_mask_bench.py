@@ -1,7 +1,8 @@
 """DARE's keep masks: what drawing them costs against merging the tile they mask, one run.
 
-The full-size rehearsal (full_size.py) finds DARE-TIES merges several times slower than linear ones
-of the same size. Each masked element costs one uniform draw from a seeded torch CPU generator
+The full-size rehearsal's first pass (full_size.py) found DARE-TIES merges several times slower than
+linear ones of the same size; the cause proved to be a merge on one thread (fixed), not the masks.
+Each masked element costs one uniform draw from a seeded torch CPU generator
 (merge_models.methods.sparsify.dare_keep), which is a serial Mersenne Twister. This prints, per
 element of a 16M-element float32 block, the cost of that draw, of a multiply-add (what a linear merge
 does per element), and of the same number of draws from numpy's PCG64 (a counter-free generator
