@@ -140,7 +140,10 @@ def test_an_interrupted_sweep_resumes_on_another_worker_count(tiny_family, write
     env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", MERGED_VLM_RESULTS=str(store))
     command = [sys.executable, "-m", "harness_ext.cli", "sweep", str(recipe), "--grid", grid, "--tasks", TASK,
                "--limit", "2", "--out", str(out), "--workers", "2", "--quiet"]
-    driver = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    # Ctrl-C as in a terminal: a suite started in the background (`.ci/run &`) ignores SIGINT, and its children
+    # would inherit that and finish the sweep untouched
+    driver = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline, started = time.time() + 600, set()
     while not (out.is_dir() and _variant_folders(out)):
         assert driver.poll() is None and time.time() < deadline, driver.communicate()[0][-3000:]
