@@ -78,27 +78,24 @@ class ShardWriter:
             view, position = view[written:], position + written
 
     def copy_range(self, name: str, source: Path, source_start: int) -> None:
-        """Copy a tensor's bytes straight from another file (same dtype): through a buffer when they are
-        next to be hashed, else in the kernel where possible."""
+        """Copy a tensor's bytes straight from another file (same dtype): in the kernel where possible,
+        through a buffer when the kernel cannot or when they are next to be hashed."""
         start, stop = self.offsets[name]
         remaining, src_pos, dst_pos = stop - start, source_start, self.data_start + start
+        buffered = self._hasher is not None and dst_pos == self._hashed
         with open(source, "rb") as handle:
             src_fd = handle.fileno()
-            if self._hasher is not None and dst_pos == self._hashed:
-                buffer = bytearray(min(remaining, READ_BYTES))
-                while remaining:
-                    count = os.preadv(src_fd, [memoryview(buffer)[:min(remaining, len(buffer))]], src_pos)
-                    if count == 0:
-                        raise OSError(f"{source} ended before tensor {name} was copied")
-                    self._write_at(memoryview(buffer)[:count], dst_pos)
-                    remaining, src_pos, dst_pos = remaining - count, src_pos + count, dst_pos + count
-                self.unwritten[name] = 0
-                return
             while remaining:
-                try:
-                    moved = os.copy_file_range(src_fd, self.fd, remaining, src_pos, dst_pos)
-                except OSError:
-                    moved = os.pwrite(self.fd, os.pread(src_fd, min(remaining, 1 << 26), src_pos), dst_pos)
+                moved = None
+                if not buffered:
+                    try:
+                        moved = os.copy_file_range(src_fd, self.fd, remaining, src_pos, dst_pos)
+                    except OSError:
+                        pass
+                if moved is None:
+                    data = os.pread(src_fd, min(remaining, READ_BYTES), src_pos)
+                    self._write_at(memoryview(data), dst_pos)
+                    moved = len(data)
                 if moved == 0:
                     raise OSError(f"{source} ended before tensor {name} was copied")
                 remaining, src_pos, dst_pos = remaining - moved, src_pos + moved, dst_pos + moved
